@@ -1,0 +1,167 @@
+"""Formal-language tasks: a language spec, the task (data module) and its metric.
+
+Sequence layout (a project decision, documented in the README): the model reads the input symbols x_1..x_n;
+a single answer is predicted at the last input position (the logit there must name the answer token). Token 0 is
+PAD; the vocabulary and the number of possible answers match the paper's App. B.1.1 (|V| and s_rand).
+"Length" is n, the number of input symbols. Training lengths are drawn per sample, uniformly in
+[train_min_length, train_max_length]; evaluation uses every length in range(eval_min_length, eval_max_length + 1,
+eval_length_step), the same number of samples for each, in batches of one length.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+from torchmetrics import Metric
+
+from ..base import IGNORE, SyntheticTask, TaskConfig, split_rng
+from ..metrics import AccuracyByLength, rescale
+
+# (rng, batch, n) -> (x (batch, n) input token ids, y (batch,) answer token ids)
+Generator = Callable[[np.random.Generator, int, int], tuple[np.ndarray, np.ndarray]]
+
+
+@dataclass(frozen=True)
+class Language:
+    name: str
+    paper_name: str
+    level: str  # regular | deterministic context-free | context-sensitive
+    vocab: tuple[str, ...]  # token id -> natural symbol; id 0 is PAD
+    num_answers: int  # possible answer tokens; s_rand = 1 / num_answers
+    generate: Generator
+    min_length: int = 1
+
+    @property
+    def random_baseline(self) -> float:
+        return 1.0 / self.num_answers
+
+
+@dataclass
+class FormalTaskConfig(TaskConfig):
+    batch_size: int = 256
+    train_min_length: int = 1
+    train_max_length: int = 40
+    eval_min_length: int = 40
+    eval_max_length: int = 256
+    eval_length_step: int = 1
+    eval_samples_per_length: int = 32
+
+
+class FormalMetrics(Metric):
+    """Accuracy per evaluation length, its mean over lengths, and the rescaled versions."""
+
+    full_state_update = False
+
+    def __init__(self, max_length: int, random_baseline: float):
+        super().__init__()
+        self.by_length = AccuracyByLength(max_length)
+        self.random_baseline = random_baseline
+
+    def update(self, logits: torch.Tensor, batch: dict) -> None:
+        self.by_length.update(logits, batch["targets"], batch["lengths"])
+
+    def compute(self) -> dict[str, float]:
+        per_length = self.by_length.compute()
+        out: dict[str, float] = {}
+        if per_length:
+            acc = float(np.mean(list(per_length.values())))
+            out = {"acc": acc, "acc_scaled": rescale(acc, self.random_baseline)}
+        for n, a in per_length.items():
+            out[f"acc@{n}"] = a
+            out[f"acc_scaled@{n}"] = rescale(a, self.random_baseline)
+        return out
+
+    def reset(self) -> None:
+        super().reset()
+        self.by_length.reset()
+
+
+def _layout(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """tokens = x; target = y at the last input position, IGNORE elsewhere."""
+    targets = np.full_like(x, IGNORE)
+    targets[:, -1] = y
+    return x, targets
+
+
+class FormalLanguageTask(SyntheticTask):
+    """One formal language (chosen by ``config.name``) as a data module."""
+
+    config_class = FormalTaskConfig
+
+    def __init__(self, config: FormalTaskConfig):
+        super().__init__(config)
+        from . import LANGUAGES
+
+        if config.name not in LANGUAGES:
+            raise ValueError(f"unknown formal language {config.name!r}; valid: {', '.join(LANGUAGES)}")
+        if not 1 <= config.train_min_length <= config.train_max_length:
+            raise ValueError("task.train_min_length must be >= 1 and <= task.train_max_length")
+        self.language: Language = LANGUAGES[config.name]
+        self.paper_name = self.language.paper_name
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.language.vocab)
+
+    @property
+    def eval_lengths(self) -> list[int]:
+        c = self.config
+        return list(range(c.eval_min_length, c.eval_max_length + 1, c.eval_length_step))
+
+    def metrics(self) -> FormalMetrics:
+        max_len = max(self.config.eval_max_length, self.config.train_max_length)
+        return FormalMetrics(max_len, self.language.random_baseline)
+
+    def _sample(self, rng: np.random.Generator, batch: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+        x, y = self.language.generate(rng, batch, max(n, self.language.min_length))
+        return _layout(x, y)
+
+    def _to_batch(self, rows: list[tuple[np.ndarray, np.ndarray]], lengths: list[int]) -> dict:
+        width = max(len(t) for t, _ in rows)
+        tokens = np.zeros((len(rows), width), dtype=np.int64)  # right-padded with PAD = 0
+        targets = np.full((len(rows), width), IGNORE, dtype=np.int64)
+        for i, (t, g) in enumerate(rows):
+            tokens[i, : len(t)], targets[i, : len(g)] = t, g
+        return {"tokens": torch.from_numpy(tokens), "targets": torch.from_numpy(targets),
+                "lengths": torch.tensor(lengths, dtype=torch.long)}
+
+    def train_batch(self, index: int) -> dict:
+        c = self.config
+        rng = split_rng(c.data_seed, "train", index)
+        lengths = rng.integers(c.train_min_length, c.train_max_length + 1, size=c.batch_size)
+        rows: list[tuple[np.ndarray, np.ndarray]] = [None] * c.batch_size  # type: ignore[list-item]
+        for n in np.unique(lengths):  # one vectorised call per distinct length
+            idx = np.flatnonzero(lengths == n)
+            x, t = self._sample(rng, len(idx), int(n))
+            for j, i in enumerate(idx):
+                rows[i] = (x[j], t[j])
+        return self._to_batch(rows, lengths.tolist())
+
+    def eval_batches(self, split: str) -> list[dict]:
+        c = self.config
+        batches = []
+        for n in self.eval_lengths:
+            rng = split_rng(c.data_seed, split, n)
+            left = c.eval_samples_per_length
+            while left > 0:
+                size = min(left, c.eval_batch_size)
+                x, t = self._sample(rng, size, n)
+                batches.append(self._to_batch(list(zip(x, t)), [n] * size))
+                left -= size
+        return batches
+
+    def decode(self, ids) -> str:
+        return " ".join(self.language.vocab[int(i)] for i in ids)
+
+    def preview(self, n: int, length: int | None, seed: int) -> list[dict]:
+        c = self.config
+        rng = np.random.default_rng([seed, 99])
+        out = []
+        for _ in range(n):
+            size = length if length is not None else int(rng.integers(c.train_min_length, c.train_max_length + 1))
+            x, y = self.language.generate(rng, 1, max(size, self.language.min_length))
+            out.append({"task": c.name, "length": int(x.shape[1]), "input": self.decode(x[0]),
+                        "target": self.decode(np.atleast_1d(y[0]))})
+        return out

@@ -1,0 +1,8 @@
+"""The xLSTM stack and the paper's baselines, in pure PyTorch (no Lightning, no Hydra)."""
+from .backbone import Backbone
+from .config import BackboneConfig
+from .lm import LanguageModel
+from .registry import MODELS, build, build_backbone, make_config, model_class, option_name
+
+__all__ = ["Backbone", "BackboneConfig", "LanguageModel", "MODELS", "build", "build_backbone", "make_config",
+           "model_class", "option_name"]

@@ -1,0 +1,1 @@
+"""The paper's baselines, one file per family."""

@@ -1,0 +1,116 @@
+"""Building blocks shared by the xLSTM stack and the baselines: norms, feed-forward, residual blocks, inits."""
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def small_init_(weight: torch.Tensor, dim: int) -> torch.Tensor:
+    """Normal init with std sqrt(2 / (5 D)) (in-projections, embeddings, LM head in the official xLSTM)."""
+    return nn.init.normal_(weight, mean=0.0, std=math.sqrt(2.0 / (5.0 * dim)))
+
+
+def wang_init_(weight: torch.Tensor, dim: int, num_blocks: int) -> torch.Tensor:
+    """Normal init with std 2 / (num_blocks sqrt(D)) (out- and down-projections)."""
+    return nn.init.normal_(weight, mean=0.0, std=2.0 / (max(num_blocks, 1) * math.sqrt(dim)))
+
+
+class LayerNorm(nn.Module):
+    """LayerNorm with the weight parameterised as (1 + w), w initialised to 0, and an optional bias.
+
+    This is the official xLSTM norm (weight=True, bias=False, eps 1e-5); the (1 + w) form lets weight decay pull the
+    scale towards 1 rather than 0.
+    """
+
+    def __init__(self, dim: int, eps: float = 1e-5, bias: bool = False):
+        super().__init__()
+        self.dim, self.eps = dim, eps
+        self.weight = nn.Parameter(torch.zeros(dim))
+        self.bias = nn.Parameter(torch.zeros(dim)) if bias else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.layer_norm(x, (self.dim,), 1.0 + self.weight, self.bias, self.eps)
+
+
+def _relu2(x: torch.Tensor) -> torch.Tensor:
+    return F.relu(x).square()
+
+
+ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "gelu": F.gelu,
+    "relu": F.relu,
+    "relu2": _relu2,
+    "silu": F.silu,
+}
+
+
+def activation(name: str) -> Callable[[torch.Tensor], torch.Tensor]:
+    if name not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {name!r}; valid: {', '.join(sorted(ACTIVATIONS))}")
+    return ACTIVATIONS[name]
+
+
+def ffn_hidden_dim(dim: int, proj_factor: float, round_to: int) -> int:
+    """Hidden width: dim * factor rounded up to a multiple of ``round_to`` (1.3 * 768 = 998.4 -> 1024)."""
+    return int(math.ceil(dim * proj_factor / round_to) * round_to)
+
+
+class FeedForward(nn.Module):
+    """Position-wise feed-forward: gated ``down(act(gate(x)) * up(x))`` or plain ``down(act(up(x)))``."""
+
+    def __init__(self, dim: int, hidden: int, act: str = "gelu", gated: bool = True, dropout: float = 0.0,
+                 num_blocks: int = 1):
+        super().__init__()
+        self.gated, self.act = gated, activation(act)
+        self.up = nn.Linear(dim, 2 * hidden if gated else hidden, bias=False)
+        self.down = nn.Linear(hidden, dim, bias=False)
+        self.dropout = nn.Dropout(dropout)
+        small_init_(self.up.weight, dim)
+        wang_init_(self.down.weight, dim, num_blocks)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.gated:
+            gate, up = self.up(x).chunk(2, dim=-1)
+            return self.dropout(self.down(self.act(gate) * up))
+        return self.dropout(self.down(self.act(self.up(x))))
+
+
+class PostUpProjectionBlock(nn.Module):
+    """The Transformer-like residual block: ``x += mixer(LN(x)); x += FFN(LN(x))`` (sLSTM block, LSTM (Block)).
+
+    The mixer maps ``(x (B, S, D), state) -> (y (B, S, D), state)``; ``ffn`` may be None (mixer-only block).
+    """
+
+    def __init__(self, dim: int, mixer: nn.Module, ffn: nn.Module | None):
+        super().__init__()
+        self.mixer_norm, self.mixer = LayerNorm(dim), mixer
+        self.ffn_norm = LayerNorm(dim) if ffn is not None else None
+        self.ffn = ffn
+
+    def forward(self, x: torch.Tensor, state: Any = None) -> tuple[torch.Tensor, Any]:
+        y, state = self.mixer(self.mixer_norm(x), state)
+        x = x + y
+        if self.ffn is not None:
+            x = x + self.ffn(self.ffn_norm(x))
+        return x, state
+
+
+class ResidualStack(nn.Module):
+    """Blocks applied in order, then the post-blocks LayerNorm. States are kept per block (a list)."""
+
+    def __init__(self, dim: int, blocks: list[nn.Module], post_norm: bool = True):
+        super().__init__()
+        self.blocks = nn.ModuleList(blocks)
+        self.post_norm = LayerNorm(dim) if post_norm else nn.Identity()
+
+    def forward(self, x: torch.Tensor, state: list | None = None) -> tuple[torch.Tensor, list]:
+        state = state if state is not None else [None] * len(self.blocks)
+        new_state = []
+        for block, block_state in zip(self.blocks, state):
+            x, block_state = block(x, block_state)
+            new_state.append(block_state)
+        return self.post_norm(x), new_state

@@ -152,7 +152,7 @@ def _heatmap(table: pd.DataFrame, models: list[str], tasks_order: list[str], pat
             row = table[(table.model_label == m) & (table.task_label == t)]
             if len(row):
                 grid[i, j] = row.test_mean.iloc[0]
-    fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(tasks_order), 0.9 + 0.5 * len(models)))
+    fig, ax = plt.subplots(figsize=(max(4.5, 1.6 + 1.1 * len(tasks_order)), 1.2 + 0.5 * len(models)))
     ax.imshow(np.clip(grid, 0, 1), cmap="RdYlGn", vmin=0, vmax=1, aspect="auto")
     for i in range(len(models)):
         for j in range(len(tasks_order)):

@@ -37,9 +37,9 @@ def provenance(records: list[dict]) -> str:
 
 
 def model_label(name: str) -> str:
-    from xlstm import MODELS
+    from xlstm import MODELS, paper_label
 
-    return MODELS[name].paper_name if name in MODELS else name
+    return paper_label(name) if name in MODELS else name
 
 
 def best_by_validation(runs: pd.DataFrame, keys: list[str], higher_is_better: bool = True) -> pd.DataFrame:

@@ -24,6 +24,16 @@ class Backbone(nn.Module):
     config_class: ClassVar[type[BackboneConfig]] = BackboneConfig
     paper_name: ClassVar[str] = ""
 
+    @classmethod
+    def paper_label(cls, name: str) -> str:
+        """The row label of registry entry ``name`` in the paper's tables."""
+        return cls.paper_name
+
+    @classmethod
+    def sized_config(cls, name: str, size: str) -> BackboneConfig:
+        """The config of registry entry ``name`` at a paper size ("125M", "350M", ...)."""
+        raise ValueError(f"no paper sizes are defined for model {name!r}")
+
     def __init__(self, config: BackboneConfig):
         super().__init__()
         self.config = config

@@ -79,10 +79,11 @@ class FeedForward(nn.Module):
         return self.dropout(self.down(self.act(self.up(x))))
 
 
-class PostUpProjectionBlock(nn.Module):
-    """The Transformer-like residual block: ``x += mixer(LN(x)); x += FFN(LN(x))`` (sLSTM block, LSTM (Block)).
+class ResidualBlock(nn.Module):
+    """Pre-LN residual block: ``x += mixer(LN(x))``, then, with an FFN, ``x += FFN(LN(x))``.
 
-    The mixer maps ``(x (B, S, D), state) -> (y (B, S, D), state)``; ``ffn`` may be None (mixer-only block).
+    With an FFN it is the post-up-projection block (sLSTM block, LSTM (Block)); without, the pre-up-projection block
+    (the up-projection lives inside the mLSTM mixer). The mixer maps ``(x (B, S, D), state) -> (y (B, S, D), state)``.
     """
 
     def __init__(self, dim: int, mixer: nn.Module, ffn: nn.Module | None):
@@ -97,6 +98,64 @@ class PostUpProjectionBlock(nn.Module):
         if self.ffn is not None:
             x = x + self.ffn(self.ffn_norm(x))
         return x, state
+
+
+class CausalConv1d(nn.Module):
+    """Depthwise causal convolution over time with bias: x (B, S, C) -> (B, S, C).
+
+    The state is the last ``kernel_size - 1`` inputs (B, K-1, C), so a sequence can be continued (or decoded one
+    position at a time) with the same result as one call on the whole sequence."""
+
+    def __init__(self, channels: int, kernel_size: int):
+        super().__init__()
+        self.kernel_size = kernel_size
+        self.weight = nn.Parameter(torch.empty(channels, 1, kernel_size))
+        self.bias = nn.Parameter(torch.empty(channels))
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))  # torch's Conv1d defaults
+        nn.init.uniform_(self.bias, -1 / math.sqrt(kernel_size), 1 / math.sqrt(kernel_size))
+
+    def forward(self, x: torch.Tensor, state: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        B, S, C = x.shape
+        if state is None:
+            state = x.new_zeros(B, self.kernel_size - 1, C)
+        padded = torch.cat([state.to(x.dtype), x], dim=1)  # (B, K-1+S, C)
+        y = F.conv1d(padded.transpose(1, 2), self.weight, self.bias, groups=C).transpose(1, 2)
+        return y, padded[:, padded.shape[1] - (self.kernel_size - 1):]
+
+
+class BlockDiagonalLinear(nn.Module):
+    """Linear map with a block-diagonal weight and no bias: ``num_blocks`` independent (d/n x d/n) blocks.
+
+    Used for the head-wise gate projections of the sLSTM (one block per head) and the q/k/v projections of the
+    mLSTM (blocks of 4 channels). weight: (num_blocks, out_per_block, in_per_block)."""
+
+    def __init__(self, dim: int, num_blocks: int):
+        super().__init__()
+        if dim % num_blocks:
+            raise ValueError(f"dim {dim} is not divisible into {num_blocks} blocks")
+        self.num_blocks, self.block = num_blocks, dim // num_blocks
+        self.weight = nn.Parameter(torch.empty(num_blocks, self.block, self.block))
+        small_init_(self.weight, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = x.shape
+        x = x.reshape(*shape[:-1], self.num_blocks, self.block)
+        return torch.einsum("...hi,hoi->...ho", x, self.weight).reshape(shape)
+
+
+class MultiHeadNorm(nn.Module):
+    """Layer norm per head (group norm with one group per head), weight only, parameterised as (1 + w):
+    x (B, S, NH, DH) -> (B, S, NH * DH)."""
+
+    def __init__(self, dim: int, num_heads: int, eps: float = 1e-5):
+        super().__init__()
+        self.num_heads, self.eps = num_heads, eps
+        self.weight = nn.Parameter(torch.zeros(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, S, NH, DH = x.shape
+        y = F.layer_norm(x.float(), (DH,), eps=self.eps).to(x.dtype).reshape(B, S, NH * DH)
+        return y * (1.0 + self.weight)
 
 
 class ResidualStack(nn.Module):

@@ -7,6 +7,7 @@ type fails when the config is composed.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 
 @dataclass
@@ -38,7 +39,45 @@ class FeedForwardConfig:
     the paper's text says 4/3 (the parameter counts confirm 1.3).
     """
 
+    ffn_enabled: bool = True  # False: mixer-only residual blocks (Table 2 top, "+ ResNet backbone")
     ffn_proj_factor: float = 1.3
     ffn_round_to: int = 64
     ffn_act: str = "gelu"  # gelu | relu | relu2 | silu
     ffn_gated: bool = True
+
+
+@dataclass
+class xLSTMConfig(FeedForwardConfig, BackboneConfig):
+    """The xLSTM[a:b] stack. ``name`` ("xlstm[7:1]", ...) gives the mLSTM:sLSTM ratio; ``slstm_at`` (block indices)
+    overrides where the sLSTM blocks go (None = the paper's positions, see ``xlstm.stack.slstm_positions``).
+
+    Defaults are the paper's language-model settings (App. A/B): mLSTM in pre-up-projection blocks (factor 2, causal
+    conv 4, q/k/v block size 4, 4 heads), sLSTM in post-up-projection blocks (conv 4, 4 heads, gated GeLU FFN 1.3).
+    """
+
+    name: str = "xlstm[1:0]"
+    num_heads: int = 4
+    slstm_at: Optional[list[int]] = None
+    # mLSTM block
+    mlstm_block: str = "pre_up"  # pre_up (paper default) | post_up (Table 8: mLSTM mixer + FFN, no up-projection)
+    mlstm_proj_factor: float = 2.0
+    mlstm_conv_kernel: int = 4  # 0 = no convolution (Table 8)
+    mlstm_qkv_block_size: int = 4
+    mlstm_backend: str = "auto"  # see kernels.mlstm.BACKENDS
+    mlstm_chunk_size: int = 64
+    mlstm_eps: float = 1e-6
+    # mLSTM gates (Table 2, bottom): bias init "linspace(a,b)", "normal(mean,std)", "constant(v)" or "inf"
+    mlstm_igate_activation: str = "exp"  # exp | sigmoid
+    mlstm_igate_input_dependent: bool = True
+    mlstm_igate_learnable_bias: bool = True
+    mlstm_igate_bias_init: str = "normal(0,0.1)"
+    mlstm_fgate_input_dependent: bool = True
+    mlstm_fgate_learnable_bias: bool = True
+    mlstm_fgate_bias_init: str = "linspace(3,6)"
+    # sLSTM block
+    slstm_num_heads: Optional[int] = None  # None = num_heads
+    slstm_conv_kernel: int = 4  # 0 = no convolution (the paper's synthetic tasks)
+    slstm_backend: str = "auto"  # see kernels.slstm.BACKENDS
+    slstm_recurrent_init: str = "zeros"  # zeros | standard (U(+-1/sqrt(D)))
+    slstm_fgate_bias_init: str = "powerlaw"  # powerlaw (block dependent) | linspace (3..6) | zeros
+    slstm_recurrent_grad_clip: Optional[float] = None  # the paper clips the recurrent gradient at 10

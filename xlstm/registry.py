@@ -8,8 +8,10 @@ from .backbone import Backbone
 from .baselines.lstm import LSTM, LSTMBlock
 from .config import BackboneConfig
 from .lm import LanguageModel
+from .stack import ARCHS, xLSTM
 
 MODELS: dict[str, type[Backbone]] = {
+    **{arch: xLSTM for arch in ARCHS},
     "lstm": LSTM,
     "lstm_block": LSTMBlock,
 }
@@ -27,14 +29,20 @@ def model_class(name: str) -> type[Backbone]:
     return MODELS[name]
 
 
-def make_config(name: str, **overrides) -> BackboneConfig:
-    """The model's config class with its defaults, ``name`` set and ``overrides`` applied (unknown keys raise)."""
+def paper_label(name: str) -> str:
+    """The paper's row label of a registry entry, e.g. "xlstm[7:1]" -> "xLSTM[7:1]", "lstm_block" -> "LSTM (Block)"."""
+    return model_class(name).paper_label(name)
+
+
+def make_config(name: str, size: str | None = None, **overrides) -> BackboneConfig:
+    """The model's config: its defaults (or the paper's dims at ``size``), ``name`` set, ``overrides`` applied."""
     cls = model_class(name)
     valid = {f.name for f in dataclasses.fields(cls.config_class)}
     unknown = sorted(set(overrides) - valid)
     if unknown:
         raise ValueError(f"unknown config keys for model {name!r}: {', '.join(unknown)}; valid: {', '.join(sorted(valid))}")
-    return cls.config_class(**{**overrides, "name": name})
+    base = cls.sized_config(name, size) if size is not None else cls.config_class(name=name)
+    return dataclasses.replace(base, **{**overrides, "name": name})
 
 
 def build_backbone(config: BackboneConfig) -> Backbone:
@@ -42,7 +50,6 @@ def build_backbone(config: BackboneConfig) -> Backbone:
 
 
 def build(name: str, size: str | None = None, **overrides) -> LanguageModel:
-    """The language model of a registered model, e.g. ``build("lstm", embedding_dim=64, vocab_size=100)``."""
-    if size is not None:
-        raise ValueError(f"no paper sizes are registered for model {name!r} yet")
-    return LanguageModel(build_backbone(make_config(name, **overrides)))
+    """The language model of a registered model, e.g. ``build("xlstm[7:1]", "350M")`` or
+    ``build("lstm", embedding_dim=64, vocab_size=100)``."""
+    return LanguageModel(build_backbone(make_config(name, size, **overrides)))

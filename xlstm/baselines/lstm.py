@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from ..backbone import Backbone
-from ..components import FeedForward, PostUpProjectionBlock, ResidualStack, ffn_hidden_dim
+from ..components import FeedForward, ResidualBlock, ResidualStack, ffn_hidden_dim
 from ..config import BackboneConfig, FeedForwardConfig
 
 
@@ -56,7 +56,8 @@ class LSTMMixer(nn.Module):
 
 
 class LSTMBlock(Backbone):
-    """"LSTM (Block)": ``num_blocks`` post-up-projection blocks with an ``nn.LSTM`` mixer."""
+    """"LSTM (Block)": ``num_blocks`` post-up-projection blocks with an ``nn.LSTM`` mixer. With ``ffn_enabled=False``
+    it is the pre-LN residual LSTM ("+ ResNet backbone" of Table 2)."""
 
     config_class = LSTMBlockConfig
     paper_name = "LSTM (Block)"
@@ -66,10 +67,11 @@ class LSTMBlock(Backbone):
         d = config.embedding_dim
         hidden = ffn_hidden_dim(d, config.ffn_proj_factor, config.ffn_round_to)
         blocks = [
-            PostUpProjectionBlock(
+            ResidualBlock(
                 d,
                 LSTMMixer(d, config.dropout),
-                FeedForward(d, hidden, config.ffn_act, config.ffn_gated, config.dropout, config.num_blocks),
+                FeedForward(d, hidden, config.ffn_act, config.ffn_gated, config.dropout, config.num_blocks)
+                if config.ffn_enabled else None,
             )
             for _ in range(config.num_blocks)
         ]

@@ -1,0 +1,45 @@
+"""The mLSTM op: one signature, several forms (DESIGN 3.1).
+
+``mlstm(q, k, v, igate, fgate, *, backend="auto", chunk_size=64, eps=1e-6, initial_state=None,
+return_last_state=False)``; q, k (B, NH, S, DK), v (B, NH, S, DV), igate/fgate (B, NH, S) pre-activations.
+Input gate exp(igate), forget gate sigmoid(fgate) in log space, q.k scaled by DK**-0.5 inside the op.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from .chunkwise import mlstm_chunkwise
+from .recurrent import mlstm_recurrent, mlstm_step, zero_state
+from .reference import mlstm_parallel
+
+BACKENDS: dict[str, Callable] = {
+    "parallel--torch": mlstm_parallel,
+    "chunkwise--torch": mlstm_chunkwise,
+    "recurrent--torch": mlstm_recurrent,
+}
+
+
+def resolve_backend(backend: str, device: torch.device) -> str:
+    """"auto" = chunkwise--triton on CUDA tensors when it is available, chunkwise--torch otherwise."""
+    if backend == "auto":
+        return "chunkwise--triton" if device.type == "cuda" and "chunkwise--triton" in BACKENDS else "chunkwise--torch"
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown mLSTM backend {backend!r}; valid: auto, {', '.join(BACKENDS)}")
+    return backend
+
+
+def mlstm(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, igate: torch.Tensor, fgate: torch.Tensor, *,
+          backend: str = "auto", chunk_size: int = 64, eps: float = 1e-6, initial_state=None,
+          return_last_state: bool = False):
+    """h (B, NH, S, DV); with ``return_last_state``: (h, (C (B,NH,DK,DV), n (B,NH,DK), m (B,NH)))."""
+    if q.shape != k.shape or q.shape[:3] != v.shape[:3] or igate.shape != q.shape[:3] or fgate.shape != q.shape[:3]:
+        raise ValueError(f"mlstm: shapes q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}, "
+                         f"igate {tuple(igate.shape)}, fgate {tuple(fgate.shape)} do not fit (B, NH, S, D)")
+    fn = BACKENDS[resolve_backend(backend, q.device)]
+    return fn(q, k, v, igate, fgate, chunk_size=chunk_size, eps=eps, initial_state=initial_state,
+              return_last_state=return_last_state)
+
+
+__all__ = ["BACKENDS", "mlstm", "mlstm_step", "resolve_backend", "zero_state"]

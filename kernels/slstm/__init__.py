@@ -1,0 +1,44 @@
+"""The sLSTM op (DESIGN 3.2).
+
+``slstm(x, R, b, *, backend="auto", initial_state=None, return_last_state=False)``: x (B, S, 4, NH, DH) input
+pre-activations in gate order (i, f, z, o); R (4, NH, DH, DH) with R[g, h] @ h_prev; b (4, NH, DH).
+Returns h (B, S, NH, DH); with ``return_last_state`` also (h, c, n, m), each (B, NH, DH).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from .reference import slstm_step, slstm_torch, zero_state
+
+BACKENDS: dict[str, Callable] = {"torch": slstm_torch}
+
+
+def resolve_backend(backend: str, device: torch.device) -> str:
+    """"auto" = triton on CUDA tensors when it is available, torch otherwise."""
+    if backend == "auto":
+        return "triton" if device.type == "cuda" and "triton" in BACKENDS else "torch"
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown sLSTM backend {backend!r}; valid: auto, {', '.join(BACKENDS)}")
+    return backend
+
+
+def slstm_forward(x: torch.Tensor, R: torch.Tensor, b: torch.Tensor, *, backend: str = "auto",
+                  initial_state=None, return_last_state: bool = False, recurrent_grad_clip: float | None = None):
+    """``slstm`` plus the paper's option to clip the recurrent gradient (used by the sLSTM layer)."""
+    B, S, G, NH, DH = x.shape
+    if G != 4 or R.shape != (4, NH, DH, DH) or b.shape != (4, NH, DH):
+        raise ValueError(f"slstm: shapes x {tuple(x.shape)}, R {tuple(R.shape)}, b {tuple(b.shape)} do not fit "
+                         "x (B, S, 4, NH, DH), R (4, NH, DH, DH), b (4, NH, DH)")
+    fn = BACKENDS[resolve_backend(backend, x.device)]
+    return fn(x, R, b, initial_state=initial_state, return_last_state=return_last_state,
+              recurrent_grad_clip=recurrent_grad_clip)
+
+
+def slstm(x: torch.Tensor, R: torch.Tensor, b: torch.Tensor, *, backend: str = "auto", initial_state=None,
+          return_last_state: bool = False):
+    return slstm_forward(x, R, b, backend=backend, initial_state=initial_state, return_last_state=return_last_state)
+
+
+__all__ = ["BACKENDS", "slstm", "slstm_forward", "slstm_step", "resolve_backend", "zero_state"]

@@ -1,0 +1,1 @@
+"""Speed benchmarks that write CSV under results/ (never timed tests)."""

@@ -30,16 +30,18 @@ def _chunk_states(k, v, log_f, igate, state: State):
     n_local = (k * w).sum(-2)
     c, n, m = state
     starts_c, starts_n, starts_m = [], [], []
-    for j in range(k.shape[2]):
+    # unbind over chunks (indexing inside the loop would cost a full-size gradient per chunk in the backward)
+    for total_j, m_local_j, c_local_j, n_local_j in zip(total.unbind(2), m_local.unbind(2), c_local.unbind(2),
+                                                         n_local.unbind(2)):
         starts_c.append(c)
         starts_n.append(n)
         starts_m.append(m)
         with torch.no_grad():
-            m_new = torch.maximum(total[..., j] + m, m_local[..., j])
-        carry = torch.exp(total[..., j] + m - m_new)
-        add = torch.exp(m_local[..., j] - m_new)
-        c = carry[..., None, None] * c + add[..., None, None] * c_local[:, :, j]
-        n = carry[..., None] * n + add[..., None] * n_local[:, :, j]
+            m_new = torch.maximum(total_j + m, m_local_j)
+        carry = torch.exp(total_j + m - m_new)
+        add = torch.exp(m_local_j - m_new)
+        c = carry[..., None, None] * c + add[..., None, None] * c_local_j
+        n = carry[..., None] * n + add[..., None] * n_local_j
         m = m_new
     return (torch.stack(starts_c, 2), torch.stack(starts_n, 2), torch.stack(starts_m, 2)), (c, n, m)
 

@@ -44,8 +44,9 @@ def mlstm_recurrent(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, igate: to
     state = (tuple(t.to(ct) for t in initial_state) if initial_state is not None
              else zero_state(B, NH, DK, v.shape[-1], ct, q.device))
     hs = []
-    for t in range(S):
-        h, state = mlstm_step(q[:, :, t], k[:, :, t], v[:, :, t], igate[:, :, t], fgate[:, :, t], state, eps)
+    # unbind, not q[:, :, t]: indexing's backward would write a full-size gradient at every step (O(S^2))
+    for q_t, k_t, v_t, i_t, f_t in zip(*(t.unbind(2) for t in (q, k, v, igate, fgate))):
+        h, state = mlstm_step(q_t, k_t, v_t, i_t, f_t, state, eps)
         hs.append(h)
     h = torch.stack(hs, dim=2).to(out_dtype)
     return (h, state) if return_last_state else h

@@ -62,8 +62,8 @@ def slstm_torch(x: torch.Tensor, R: torch.Tensor, b: torch.Tensor, *, initial_st
     state = (tuple(t.to(ct) for t in initial_state) if initial_state is not None
              else zero_state(B, NH, DH, ct, x.device))
     hs = []
-    for t in range(S):
-        h, state = slstm_step(x[:, t], R, b, state, recurrent_grad_clip)
+    for x_t in x.unbind(1):  # unbind, not x[:, t]: indexing's backward writes a full-size gradient per step
+        h, state = slstm_step(x_t, R, b, state, recurrent_grad_clip)
         hs.append(h)
     h = torch.stack(hs, dim=1).to(out_dtype)
     return (h, state) if return_last_state else h

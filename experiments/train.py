@@ -142,9 +142,13 @@ def run(cfg: DictConfig) -> dict:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     task = build_task(OmegaConf.to_object(cfg.task))
     backbone = build_backbone(OmegaConf.to_object(cfg.model))
-    dim = backbone.dim
-    module = SequenceModule(task.encoder(dim), backbone, task.decoder(dim), task.metrics, cfg.optim,
-                            cfg.trainer.max_steps)
+    encoder, decoder = task.encoder(backbone.dim), task.decoder(backbone.dim)
+    if backbone.config.tie_embeddings:
+        try:
+            task.tie_embeddings(encoder, decoder)
+        except ValueError as err:
+            raise SuiteError(str(err)) from None
+    module = SequenceModule(encoder, backbone, decoder, task.metrics, cfg.optim, cfg.trainer.max_steps)
     params = sum(p.numel() for p in module.parameters())
 
     ckpt_dir = Path(cfg.paths.checkpoint_dir) / (cfg.experiment or "adhoc") / rid

@@ -79,6 +79,14 @@ class SyntheticTask(L.LightningDataModule):
     def decoder(self, dim: int) -> nn.Module:
         return nn.Linear(dim, self.vocab_size, bias=False)
 
+    def tie_embeddings(self, encoder: nn.Module, decoder: nn.Module) -> None:
+        """Share the token embedding with the output layer (models configured with tie_embeddings)."""
+        if not (isinstance(encoder, TokenEncoder) and isinstance(decoder, nn.Linear)
+                and decoder.weight.shape == encoder.embedding.weight.shape):
+            raise ValueError(f"task {self.config.name!r} has no token embedding and output layer of the same shape "
+                             "to tie; set model.tie_embeddings=false")
+        decoder.weight = encoder.embedding.weight
+
     def metrics(self) -> Any:
         """A fresh torchmetrics object with ``update(logits, batch)`` and ``compute() -> dict[str, float]``."""
         raise NotImplementedError

@@ -159,12 +159,13 @@ class MultiHeadNorm(nn.Module):
 
 
 class ResidualStack(nn.Module):
-    """Blocks applied in order, then the post-blocks LayerNorm. States are kept per block (a list)."""
+    """Blocks applied in order, then the final norm. Each block maps (x, state) -> (x, state); the stack's state is
+    the list of the blocks' states."""
 
-    def __init__(self, dim: int, blocks: list[nn.Module], post_norm: bool = True):
+    def __init__(self, blocks: list[nn.Module], post_norm: nn.Module):
         super().__init__()
         self.blocks = nn.ModuleList(blocks)
-        self.post_norm = LayerNorm(dim) if post_norm else nn.Identity()
+        self.post_norm = post_norm
 
     def forward(self, x: torch.Tensor, state: list | None = None) -> tuple[torch.Tensor, list]:
         state = state if state is not None else [None] * len(self.blocks)

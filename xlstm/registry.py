@@ -6,12 +6,20 @@ import re
 
 from .backbone import Backbone
 from .baselines.lstm import LSTM, LSTMBlock
+from .baselines.mamba import Mamba
+from .baselines.rwkv4 import RWKV4
+from .baselines.transformer import GPT3, Llama
 from .config import BackboneConfig
 from .lm import LanguageModel
 from .stack import ARCHS, xLSTM
 
 MODELS: dict[str, type[Backbone]] = {
     **{arch: xLSTM for arch in ARCHS},
+    "llama": Llama,
+    "gpt3": GPT3,
+    "mamba": Mamba,
+    "mamba_nowt": Mamba,
+    "rwkv4": RWKV4,
     "lstm": LSTM,
     "lstm_block": LSTMBlock,
 }

@@ -12,7 +12,8 @@ from torch import nn
 from kernels.mlstm import mlstm, mlstm_step
 
 from .backbone import Backbone
-from .components import FeedForward, MultiHeadNorm, ResidualBlock, ResidualStack, ffn_hidden_dim, small_init_, wang_init_
+from .components import (FeedForward, LayerNorm, MultiHeadNorm, ResidualBlock, ResidualStack, ffn_hidden_dim,
+                         small_init_, wang_init_)
 from .config import xLSTMConfig
 from .lm import LanguageModel
 from .mlstm_layer import HeadGate, mLSTMLayer
@@ -129,7 +130,7 @@ class xLSTM(Backbone):
                 blocks.append(ResidualBlock(D, mLSTMMixer(c, n), ffn()))
             else:
                 raise ValueError(f"mlstm_block must be pre_up or post_up, got {c.mlstm_block!r}")
-        self.stack = ResidualStack(D, blocks)
+        self.stack = ResidualStack(blocks, LayerNorm(D))
 
     def forward_state(self, x: torch.Tensor, state: Any = None) -> tuple[torch.Tensor, Any]:
         return self.stack(x, state)

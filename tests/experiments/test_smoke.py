@@ -61,3 +61,12 @@ def test_tables_cli_rebuilds_and_reports_missing_records(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "experiments.tables", "nope", str(tmp_path)],
                           cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 2 and "formal_languages" in proc.stderr
+
+
+@pytest.mark.parametrize("model", options("model"))
+def test_every_model_trains_in_the_formal_languages_smoke_setting(tmp_path, model):
+    cfg = compose_cfg(tmp_path, "experiment=formal_languages", "scale=smoke", f"model={model}", "task=parity",
+                      "trainer.max_steps=3", "trainer.val_check_interval=3")
+    record = run(cfg)
+    assert record["status"] == "finished" and record["steps"] == 3
+    assert record["metrics"]["test"]["loss"] == record["metrics"]["test"]["loss"]  # not NaN

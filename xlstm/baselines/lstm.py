@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from ..backbone import Backbone
-from ..components import FeedForward, ResidualBlock, ResidualStack, ffn_hidden_dim
+from ..components import FeedForward, LayerNorm, ResidualBlock, ResidualStack, ffn_hidden_dim
 from ..config import BackboneConfig, FeedForwardConfig
 
 
@@ -31,6 +31,12 @@ class LSTM(Backbone):
 
     config_class = LSTMConfig
     paper_name = "LSTM"
+
+    @classmethod
+    def sized_config(cls, name: str, size: str) -> LSTMConfig:
+        if size != "350M":
+            raise ValueError(f"{name} has one paper size, 350M (Table 2: 24 layers of width 1536)")
+        return LSTMConfig(name=name, embedding_dim=1536, num_blocks=24, vocab_size=50304)
 
     def __init__(self, config: LSTMConfig):
         super().__init__(config)
@@ -62,6 +68,13 @@ class LSTMBlock(Backbone):
     config_class = LSTMBlockConfig
     paper_name = "LSTM (Block)"
 
+    @classmethod
+    def sized_config(cls, name: str, size: str) -> LSTMBlockConfig:
+        if size != "350M":
+            raise ValueError(f"{name} has one paper size, 350M (Table 2: 24 post-up-projection blocks of width 1024)")
+        return LSTMBlockConfig(name=name, embedding_dim=1024, num_blocks=24, vocab_size=50304, ffn_gated=False,
+                               ffn_proj_factor=4.0)
+
     def __init__(self, config: LSTMBlockConfig):
         super().__init__(config)
         d = config.embedding_dim
@@ -75,7 +88,7 @@ class LSTMBlock(Backbone):
             )
             for _ in range(config.num_blocks)
         ]
-        self.stack = ResidualStack(d, blocks)
+        self.stack = ResidualStack(blocks, LayerNorm(d))
 
     def forward_state(self, x: torch.Tensor, state: Any = None) -> tuple[torch.Tensor, Any]:
         return self.stack(x, state)

@@ -1,0 +1,168 @@
+"""Every registered model: causality and step == forward; Mamba's scan vs a loop; RWKV-4's stable WKV vs the
+naive float64 sum; parameter counts against Table 7."""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+import torch
+
+import xlstm
+from kernels.testing import assert_close
+from xlstm.baselines.mamba import selective_scan_chunked, selective_scan_loop
+from xlstm.baselines.rwkv4 import wkv_stable
+from xlstm.params import count
+
+ROOT = Path(__file__).resolve().parents[2]
+ALL = list(xlstm.MODELS)
+
+
+def _tiny(name: str) -> xlstm.LanguageModel:
+    torch.manual_seed(0)
+    extra = {"mlstm_chunk_size": 4} if name.startswith("xlstm") else {}
+    if name.startswith("mamba"):
+        extra = {"scan_chunk_size": 4}
+    model = xlstm.build(name, embedding_dim=16, num_blocks=2, num_heads=2, vocab_size=23, context_length=64, **extra)
+    for p in model.parameters():  # nudge the zero inits (e.g. RWKV output projections) so every path matters
+        p.data.add_(torch.randn(p.shape) * 1e-2)
+    return model.double().eval()
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_causal(name):
+    lm = _tiny(name)
+    tokens = torch.randint(0, 23, (2, 14))
+    changed = tokens.clone()
+    changed[:, 9:] = (changed[:, 9:] + 5) % 23
+    with torch.no_grad():
+        a, b = lm(tokens), lm(changed)
+    assert torch.equal(a[:, :9], b[:, :9]), "outputs before the change moved"
+    assert not torch.allclose(a[:, 9:], b[:, 9:])
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_step_by_step_and_prefill_equal_the_full_forward(name):
+    """Recurrent models step their states; Transformers decode with their KV cache."""
+    lm = _tiny(name)
+    tokens = torch.randint(0, 23, (2, 11))
+    with torch.no_grad():
+        full = lm(tokens)
+        state, steps = None, []
+        for t in range(tokens.shape[1]):
+            logits, state = lm.step(tokens[:, t:t + 1], state)
+            steps.append(logits)
+        assert_close("stepped", full, torch.cat(steps, 1), 1e-10)
+        first, state = lm.step(tokens[:, :4])
+        rest, _ = lm.step(tokens[:, 4:], state)
+        assert_close("prefill + continue", full, torch.cat([first, rest], 1), 1e-10)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_generate_runs_for_every_model(name):
+    out = _tiny(name).generate(torch.randint(0, 23, (2, 3)), max_new_tokens=4, greedy=True)
+    assert out.shape == (2, 7)
+
+
+@pytest.mark.parametrize("L, chunk", [(1, 4), (13, 4), (32, 8), (37, 64)])
+def test_mamba_chunked_scan_equals_the_loop(L, chunk):
+    g = torch.Generator().manual_seed(L)
+    B, E, N = 2, 6, 4
+    u, delta = torch.randn(B, L, E, generator=g), torch.rand(B, L, E, generator=g) * 2
+    A = -torch.rand(E, N, generator=g) * 3
+    Bm, Cm, D = torch.randn(B, L, N, generator=g), torch.randn(B, L, N, generator=g), torch.randn(E, generator=g)
+    h0 = torch.randn(B, E, N, generator=g)
+    leaves = [t.double().requires_grad_() for t in (u, delta, A, Bm, Cm, D, h0)]
+    ref = [t.detach().clone().requires_grad_() for t in leaves]
+    y, h = selective_scan_chunked(*leaves, chunk_size=chunk)
+    y_ref, h_ref = selective_scan_loop(*ref)
+    assert_close("y", y_ref, y, 1e-12)
+    assert_close("h", h_ref, h, 1e-12)
+    (y.sin().sum() + h.sum()).backward()
+    (y_ref.sin().sum() + h_ref.sum()).backward()
+    for name, a, b in zip(["du", "ddelta", "dA", "dB", "dC", "dD", "dh0"], ref, leaves):
+        assert_close(name, a.grad, b.grad, 1e-11)
+
+
+def _wkv_naive(w, u, k, v):
+    """The defining sums, in float64, with no stabilisation."""
+    B, T, D = k.shape
+    out = []
+    for t in range(T):
+        num = torch.exp(u + k[:, t]) * v[:, t]
+        den = torch.exp(u + k[:, t])
+        for i in range(t):
+            weight = torch.exp(-(t - 1 - i) * w + k[:, i])
+            num, den = num + weight * v[:, i], den + weight
+        out.append(num / den)
+    return torch.stack(out, 1)
+
+
+def test_rwkv4_stable_wkv_equals_the_naive_sum():
+    g = torch.Generator().manual_seed(0)
+    B, T, D = 2, 9, 5
+    w, u = torch.rand(D, generator=g) + 0.1, torch.randn(D, generator=g)
+    k, v = torch.randn(B, T, D, generator=g) * 2, torch.randn(B, T, D, generator=g)
+    stable = [t.double().requires_grad_() for t in (w, u, k, v)]
+    naive = [t.detach().clone().requires_grad_() for t in stable]
+    out, _ = wkv_stable(*stable)
+    ref = _wkv_naive(*naive)
+    assert_close("wkv", ref, out, 1e-12)
+    weights = torch.randn(out.shape, dtype=out.dtype, generator=g)
+    (out * weights).sum().backward()
+    (ref * weights).sum().backward()
+    for name, a, b in zip(["dw", "du", "dk", "dv"], naive, stable):
+        assert_close(name, a.grad, b.grad, 1e-10)
+    first, state = wkv_stable(*[t.detach() for t in stable[:2]], stable[2].detach()[:, :4], stable[3].detach()[:, :4])
+    rest, _ = wkv_stable(*[t.detach() for t in stable[:2]], stable[2].detach()[:, 4:], stable[3].detach()[:, 4:], state)
+    assert_close("carried", out.detach(), torch.cat([first, rest], 1), 1e-12)
+
+
+def test_rwkv4_wkv_is_finite_for_huge_keys():
+    k = torch.tensor([[[1e4], [-1e4], [500.0], [80.0]]])
+    out, _ = wkv_stable(torch.tensor([0.5]), torch.tensor([0.1]), k, torch.ones_like(k))
+    assert torch.isfinite(out).all() and torch.allclose(out, torch.ones_like(out))  # a weighted mean of ones
+
+
+def _table7() -> dict[tuple[str, str], float]:
+    names = {"Llama": "llama", "Mamba": "mamba", "RWKV-4": "rwkv4", "xLSTM": "xlstm[1:0]"}
+    with (ROOT / "results" / "paper" / "table7_model_sizes.csv").open() as f:
+        return {(names[r["model"]], r["size"]): float(r["params_m"]) for r in csv.DictReader(f) if r["model"] in names}
+
+
+@pytest.mark.parametrize("key", [k for k in _table7() if k[0] != "xlstm[1:0]"], ids=lambda k: f"{k[0]}-{k[1]}")
+def test_parameter_counts_match_table7(key):
+    name, size = key
+    got = count(name, size) / 1e6
+    assert abs(got - _table7()[key]) / _table7()[key] < 0.005, f"{got:.2f}M vs {_table7()[key]}M"
+    assert round(got, 1) == pytest.approx(_table7()[key], abs=0.051)
+
+
+def test_gpt3_350m_matches_table1_and_is_tied():
+    with torch.device("meta"):
+        lm = xlstm.build("gpt3", "350M")
+    assert lm.head.weight is lm.embedding.weight
+    assert round(sum(p.numel() for p in lm.parameters()) / 1e6) == 356
+
+
+def test_gpt3_refuses_positions_beyond_its_context():
+    lm = xlstm.build("gpt3", embedding_dim=8, num_blocks=1, num_heads=2, vocab_size=5, context_length=6)
+    with pytest.raises(ValueError, match="context_length=6"):
+        lm(torch.zeros(1, 7, dtype=torch.long))
+
+
+@pytest.mark.gpu
+def test_mamba_cuda_kernel_matches_the_torch_scan():
+    pytest.importorskip("mamba_ssm")
+    torch.manual_seed(0)
+    outs = {}
+    for backend in ("torch", "cuda"):
+        torch.manual_seed(0)
+        lm = xlstm.build("mamba", embedding_dim=64, num_blocks=2, vocab_size=100, scan_backend=backend).cuda()
+        tokens = torch.randint(0, 100, (2, 256), device="cuda")
+        logits = lm(tokens)
+        logits.float().square().mean().backward()
+        outs[backend] = (logits, [p.grad for p in lm.parameters()])
+    assert_close("logits", outs["torch"][0], outs["cuda"][0], 1e-4)
+    for a, b in zip(outs["torch"][1], outs["cuda"][1]):
+        assert_close("grad", a, b, 1e-3)

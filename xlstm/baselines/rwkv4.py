@@ -1,0 +1,145 @@
+"""RWKV-4 (Peng et al., 2023): pre-LN residual blocks of time-mixing (the WKV recurrence) and channel-mixing.
+
+Time mixing, per channel, with token shift x' = mix * x_t + (1 - mix) * x_{t-1}:
+    wkv_t = (sum_{i<t} e^{-(t-1-i) w + k_i} v_i + e^{u + k_t} v_t) / (sum_{i<t} e^{-(t-1-i) w + k_i} + e^{u + k_t})
+with decay w = exp(time_decay) > 0 and bonus u = time_first; output W_o (sigmoid(r) * wkv). The WKV runs in the
+numerically stable form that carries (a, b, p) = (numerator, denominator, their common exponent).
+Channel mixing: sigmoid(W_r x'_r) * W_v relu(W_k x'_k)^2 with hidden 4 D.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..backbone import Backbone
+from ..components import ResidualStack
+from ..config import BackboneConfig
+
+# Table 7: size -> (embedding dim, blocks)
+RWKV4_SIZES = {"125M": (768, 12), "350M": (1024, 24), "760M": (1536, 24), "1.3B": (2048, 24), "2.7B": (2560, 32)}
+
+WKVState = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # a, b, p, each (B, D)
+
+
+@dataclass
+class RWKV4Config(BackboneConfig):
+    name: str = "rwkv4"
+    ffn_factor: int = 4
+
+
+def wkv_stable(w: torch.Tensor, u: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+               state: WKVState | None = None) -> tuple[torch.Tensor, WKVState]:
+    """w, u (D,) with w > 0; k, v (B, T, D) -> wkv (B, T, D), final (a, b, p). All exponentials are of
+    differences to the running maximum, so nothing overflows whatever the size of k."""
+    B, T, D = k.shape
+    if state is None:
+        a = b = k.new_zeros(B, D)
+        p = torch.full((B, D), float("-inf"), dtype=k.dtype, device=k.device)
+    else:
+        a, b, p = state
+    out = []
+    for k_t, v_t in zip(k.unbind(1), v.unbind(1)):
+        bonus = u + k_t
+        q = torch.maximum(p, bonus)
+        e1, e2 = torch.exp(p - q), torch.exp(bonus - q)
+        out.append((e1 * a + e2 * v_t) / (e1 * b + e2))
+        decayed = p - w
+        q = torch.maximum(decayed, k_t)
+        e1, e2 = torch.exp(decayed - q), torch.exp(k_t - q)
+        a, b, p = e1 * a + e2 * v_t, e1 * b + e2, q
+    return torch.stack(out, 1), (a, b, p)
+
+
+def _shift(x: torch.Tensor, previous: torch.Tensor | None) -> torch.Tensor:
+    """x_{t-1} for every t (zeros, or the previous call's last input, before the first position)."""
+    first = previous[:, None] if previous is not None else torch.zeros_like(x[:, :1])
+    return torch.cat([first, x[:, :-1]], dim=1)
+
+
+class TimeMix(nn.Module):
+    def __init__(self, dim: int, layer: int, num_layers: int):
+        super().__init__()
+        ratio_0_to_1 = layer / max(num_layers - 1, 1)
+        ratio_1_to_0 = 1.0 - layer / num_layers
+        position = torch.arange(dim) / dim
+        # the RWKV-4 inits: decay from slow to fast over channels (faster in deeper layers), zigzag bonus
+        self.time_decay = nn.Parameter(-5 + 8 * (torch.arange(dim) / max(dim - 1, 1)) ** (0.7 + 1.3 * ratio_0_to_1))
+        zigzag = torch.tensor([(i + 1) % 3 - 1 for i in range(dim)]) * 0.5
+        self.time_first = nn.Parameter(torch.full((dim,), 0.3).log() + zigzag)
+        self.mix_k = nn.Parameter(position ** ratio_1_to_0)
+        self.mix_v = nn.Parameter(position ** ratio_1_to_0 + 0.3 * ratio_0_to_1)
+        self.mix_r = nn.Parameter(position ** (0.5 * ratio_1_to_0))
+        self.key, self.value, self.receptance = (nn.Linear(dim, dim, bias=False) for _ in range(3))
+        self.output = nn.Linear(dim, dim, bias=False)
+        nn.init.zeros_(self.output.weight)
+
+    def forward(self, x: torch.Tensor, state: Any = None) -> tuple[torch.Tensor, Any]:
+        previous, wkv_state = state if state is not None else (None, None)
+        shifted = _shift(x, previous)
+        k = self.key(x * self.mix_k + shifted * (1 - self.mix_k))
+        v = self.value(x * self.mix_v + shifted * (1 - self.mix_v))
+        r = self.receptance(x * self.mix_r + shifted * (1 - self.mix_r))
+        wkv, wkv_state = wkv_stable(torch.exp(self.time_decay.float()), self.time_first.float(), k.float(),
+                                    v.float(), wkv_state)
+        return self.output(torch.sigmoid(r) * wkv.to(x.dtype)), (x[:, -1], wkv_state)
+
+
+class ChannelMix(nn.Module):
+    def __init__(self, dim: int, hidden: int, layer: int, num_layers: int):
+        super().__init__()
+        ratio_1_to_0 = 1.0 - layer / num_layers
+        position = torch.arange(dim) / dim
+        self.mix_k = nn.Parameter(position ** ratio_1_to_0)
+        self.mix_r = nn.Parameter(position ** ratio_1_to_0)
+        self.key, self.value = nn.Linear(dim, hidden, bias=False), nn.Linear(hidden, dim, bias=False)
+        self.receptance = nn.Linear(dim, dim, bias=False)
+        nn.init.zeros_(self.value.weight)
+
+    def forward(self, x: torch.Tensor, previous: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        shifted = _shift(x, previous)
+        k = torch.relu(self.key(x * self.mix_k + shifted * (1 - self.mix_k))).square()
+        r = torch.sigmoid(self.receptance(x * self.mix_r + shifted * (1 - self.mix_r)))
+        return r * self.value(k), x[:, -1]
+
+
+class _RWKV4Block(nn.Module):
+    def __init__(self, config: RWKV4Config, layer: int):
+        super().__init__()
+        D, L = config.embedding_dim, config.num_blocks
+        self.ln0 = nn.LayerNorm(D) if layer == 0 else None  # RWKV normalises the embedding once, in block 0
+        self.ln1, self.ln2 = nn.LayerNorm(D), nn.LayerNorm(D)
+        self.time_mix = TimeMix(D, layer, L)
+        self.channel_mix = ChannelMix(D, config.ffn_factor * D, layer, L)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor, state: Any = None) -> tuple[torch.Tensor, Any]:
+        tm_state, cm_previous = state if state is not None else (None, None)
+        if self.ln0 is not None:
+            x = self.ln0(x)
+        y, tm_state = self.time_mix(self.ln1(x), tm_state)
+        x = x + self.dropout(y)
+        y, cm_previous = self.channel_mix(self.ln2(x), cm_previous)
+        return x + self.dropout(y), (tm_state, cm_previous)
+
+
+class RWKV4(Backbone):
+    config_class = RWKV4Config
+    paper_name = "RWKV-4"
+
+    @classmethod
+    def sized_config(cls, name: str, size: str) -> RWKV4Config:
+        if size not in RWKV4_SIZES:
+            raise ValueError(f"unknown size {size!r} for {name}; valid: {', '.join(RWKV4_SIZES)}")
+        dim, blocks = RWKV4_SIZES[size]
+        return RWKV4Config(name=name, embedding_dim=dim, num_blocks=blocks, vocab_size=50304)
+
+    def __init__(self, config: RWKV4Config):
+        super().__init__(config)
+        blocks = [_RWKV4Block(config, i) for i in range(config.num_blocks)]
+        self.stack = ResidualStack(blocks, nn.LayerNorm(config.embedding_dim))
+
+    def forward_state(self, x: torch.Tensor, state: Any = None) -> tuple[torch.Tensor, Any]:
+        return self.stack(x, state)

@@ -1,11 +1,16 @@
 """Formal-language tasks: a language spec, the task (data module) and its metric.
 
-Sequence layout (a project decision, documented in the README): the model reads the input symbols x_1..x_n;
-a single answer is predicted at the last input position (the logit there must name the answer token). Token 0 is
-PAD; the vocabulary and the number of possible answers match the paper's App. B.1.1 (|V| and s_rand).
-"Length" is n, the number of input symbols. Training lengths are drawn per sample, uniformly in
+Sequence layout (project decisions, documented in the README). Token 0 is PAD; vocabularies and the number of
+possible answers match the paper's App. B.1.1 (|V| and s_rand).
+* Single-answer tasks: the model reads the input x_1..x_n and the answer is predicted at the last input position
+  (the logit there must name the answer token).
+* Sequence-answer tasks (reverse, sort, copy, ...): the input is followed by one query token per answer symbol
+  (DeepMind's layout, no teacher forcing); the i-th answer symbol is predicted at the i-th query position.
+"Length" is n, the length the generator is asked for (the number of input symbols; a task whose grammar cannot hit
+n exactly says so in its docstring). Training lengths are drawn per sample, uniformly in
 [train_min_length, train_max_length]; evaluation uses every length in range(eval_min_length, eval_max_length + 1,
-eval_length_step), the same number of samples for each, in batches of one length.
+eval_length_step), the same number of samples for each, in batches of one length. The score is per-token accuracy
+over the answer positions, per length, averaged over lengths.
 """
 from __future__ import annotations
 
@@ -19,19 +24,24 @@ from torchmetrics import Metric
 from ..base import IGNORE, SyntheticTask, TaskConfig, split_rng
 from ..metrics import AccuracyByLength, rescale
 
-# (rng, batch, n) -> (x (batch, n) input token ids, y (batch,) answer token ids)
+# (rng, batch, n) -> (x (batch, n') input token ids, y (batch, m) answer token ids, IGNORE-padded when answers
+# have different lengths within the batch)
 Generator = Callable[[np.random.Generator, int, int], tuple[np.ndarray, np.ndarray]]
+
+LEVELS = ("regular", "deterministic context-free", "context-sensitive", "extra")
 
 
 @dataclass(frozen=True)
 class Language:
     name: str
     paper_name: str
-    level: str  # regular | deterministic context-free | context-sensitive
+    level: str  # one of LEVELS; "extra" = the paper's own tasks, whose level it does not state
     vocab: tuple[str, ...]  # token id -> natural symbol; id 0 is PAD
     num_answers: int  # possible answer tokens; s_rand = 1 / num_answers
     generate: Generator
     min_length: int = 1
+    query: int | None = None  # token id of the query positions of sequence answers; None = one answer, at the end
+    in_paper: bool = True  # one of the 15 tasks of the paper's Figures 4 and 12
 
     @property
     def random_baseline(self) -> float:
@@ -78,11 +88,21 @@ class FormalMetrics(Metric):
         self.by_length.reset()
 
 
-def _layout(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """tokens = x; target = y at the last input position, IGNORE elsewhere."""
-    targets = np.full_like(x, IGNORE)
-    targets[:, -1] = y
-    return x, targets
+def layout(x: np.ndarray, y: np.ndarray, query: int | None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per sample (tokens, targets). Single answer: tokens = x, the target at the last input position.
+    Sequence answer: tokens = x followed by one query token per answer symbol, targets at the query positions."""
+    rows = []
+    for xi, yi in zip(x, y):
+        yi = yi[yi != IGNORE]
+        if query is None:
+            targets = np.full(len(xi), IGNORE, dtype=np.int64)
+            targets[-1] = yi[0]
+            rows.append((xi.astype(np.int64), targets))
+        else:
+            tokens = np.concatenate([xi, np.full(len(yi), query)]).astype(np.int64)
+            targets = np.concatenate([np.full(len(xi), IGNORE), yi]).astype(np.int64)
+            rows.append((tokens, targets))
+    return rows
 
 
 class FormalLanguageTask(SyntheticTask):
@@ -114,9 +134,9 @@ class FormalLanguageTask(SyntheticTask):
         max_len = max(self.config.eval_max_length, self.config.train_max_length)
         return FormalMetrics(max_len, self.language.random_baseline)
 
-    def _sample(self, rng: np.random.Generator, batch: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    def _sample(self, rng: np.random.Generator, batch: int, n: int) -> list[tuple[np.ndarray, np.ndarray]]:
         x, y = self.language.generate(rng, batch, max(n, self.language.min_length))
-        return _layout(x, y)
+        return layout(x, y, self.language.query)
 
     def _to_batch(self, rows: list[tuple[np.ndarray, np.ndarray]], lengths: list[int]) -> dict:
         width = max(len(t) for t, _ in rows)
@@ -134,9 +154,8 @@ class FormalLanguageTask(SyntheticTask):
         rows: list[tuple[np.ndarray, np.ndarray]] = [None] * c.batch_size  # type: ignore[list-item]
         for n in np.unique(lengths):  # one vectorised call per distinct length
             idx = np.flatnonzero(lengths == n)
-            x, t = self._sample(rng, len(idx), int(n))
-            for j, i in enumerate(idx):
-                rows[i] = (x[j], t[j])
+            for i, row in zip(idx, self._sample(rng, len(idx), int(n))):
+                rows[i] = row
         return self._to_batch(rows, lengths.tolist())
 
     def eval_batches(self, split: str) -> list[dict]:
@@ -147,8 +166,7 @@ class FormalLanguageTask(SyntheticTask):
             left = c.eval_samples_per_length
             while left > 0:
                 size = min(left, c.eval_batch_size)
-                x, t = self._sample(rng, size, n)
-                batches.append(self._to_batch(list(zip(x, t)), [n] * size))
+                batches.append(self._to_batch(self._sample(rng, size, n), [n] * size))
                 left -= size
         return batches
 
@@ -163,5 +181,5 @@ class FormalLanguageTask(SyntheticTask):
             size = length if length is not None else int(rng.integers(c.train_min_length, c.train_max_length + 1))
             x, y = self.language.generate(rng, 1, max(size, self.language.min_length))
             out.append({"task": c.name, "length": int(x.shape[1]), "input": self.decode(x[0]),
-                        "target": self.decode(np.atleast_1d(y[0]))})
+                        "target": self.decode(y[0][y[0] != IGNORE])})
         return out

@@ -1,71 +1,247 @@
-"""Formal-language generators against independent closed forms; seeds, lengths, layout and preview."""
+"""Formal-language generators against independent closed forms; vocabulary, baselines, layout, seeds, preview."""
 from __future__ import annotations
 
+import csv
 import json
 import subprocess
 import sys
+from collections import Counter
+from math import isqrt
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from tasks import IGNORE, build_task
+from tasks import IGNORE, TASKS, build_task
 from tasks.formal import LANGUAGES, FormalTaskConfig
 
-LENGTHS = [1, 2, 3, 7, 40, 41, 100, 256]
+ROOT = Path(__file__).resolve().parents[2]
+LENGTHS = [1, 2, 3, 7, 40, 41, 256]
+SAMPLES = 2000
+
+
+def _samples(name: str, n: int, count: int = SAMPLES):
+    lang = LANGUAGES[name]
+    n = max(n, lang.min_length)
+    count = count if n <= 64 else count // 8  # keep the recursive generators quick at n = 256
+    x, y = lang.generate(np.random.default_rng([n, 7]), count, n)
+    words = [[lang.vocab[t] for t in row] for row in x]
+    answers = [[lang.vocab[t] for t in row if t != IGNORE] for row in y]
+    return n, x, y, words, answers
+
+
+def _bits(word):
+    return [int(c) for c in word]
+
+
+# ---- one independent oracle per task: (input symbols, requested n) -> expected answer symbols -------------------
+
+def _even_pairs(w, n):
+    return [str(sum(a != b for a, b in zip(w, w[1:])) % 2)]
+
+
+def _cycle(w, n):
+    pos = 0
+    for step in w:
+        pos = (pos + int(step)) % 5
+    return [str(pos)]
+
+
+def _arith(w, n):
+    assert w[-1] == "=" and len(w) == (n if n % 2 == 0 else n - 1) and len(w) >= 2
+    return [str(eval("".join(w[:-1])) % 5)]
+
+
+def _brackets(w, n):
+    assert len(w) == n and w[-1] == "="
+    expression = w[:-1]
+    if len(expression) >= 5:
+        assert expression[0] == "(" and expression[-1] == ")"
+    depth = 0
+    for token in expression:
+        depth += {"(": 1, ")": -1}.get(token, 0)
+        assert depth >= 0
+    assert depth == 0
+    return [str(eval("".join(expression)) % 5)]
+
+
+def _solve(w, n):
+    assert len(w) == n and w[-3] == "=" and w[-1] == "?" and w.count("x") == 1 and "*" not in w
+    lhs, r = "".join(w[:-3]), int(w[-2])
+    solutions = [d for d in range(5) if eval(lhs.replace("x", f"({d})")) % 5 == r]
+    assert len(solutions) == 1, "the hidden digit must be unique"
+    return [str(solutions[0])]
+
+
+def _stack(w, n):
+    stack = []
+    for token in w:
+        if token == "pop":
+            if stack:
+                stack.pop()
+        elif token.startswith("+"):
+            stack.append(token[1:])
+        else:  # the initial stack comes first, before any action
+            assert not any(t == "pop" or t.startswith("+") for t in w[: w.index(token)])
+            stack.append(token)
+    return stack[::-1]
+
+
+def _missing(w, n):
+    assert len(w) == n
+    body = w[:-1] if n % 2 else w
+    assert (w[-1] == "_") == (n % 2 == 1) and body.count("?") == 1
+    half = len(body) // 2
+    i = body.index("?")
+    twin = body[(i + half) % len(body)]
+    restored = [twin if t == "?" else t for t in body]
+    assert restored[:half] == restored[half:]
+    return [twin]
+
+
+def _binary(op):
+    def oracle(w, n):
+        assert len(w) == n
+        sep = w.index(op)
+        a_bits, b_bits = w[:sep], w[sep + 1:]
+        assert a_bits and b_bits and a_bits[-1] == "1" and b_bits[-1] == "1"  # both >= 1, no trailing zeros
+        a, b = (int("".join(bits[::-1]), 2) for bits in (a_bits, b_bits))
+        value = a + b if op == "+" else a * b
+        return list(bin(value)[2:][::-1])
+    return oracle
+
+
+def _sqrt(w, n):
+    v = int("".join(w), 2)
+    assert v >= 1
+    r = isqrt(v)
+    assert r * r <= v < (r + 1) ** 2
+    return list(format(r, f"0{(n + 1) // 2}b"))
+
+
+def _majority(w, n):
+    counts = Counter(w).most_common()
+    assert len(counts) == 1 or counts[0][1] > counts[1][1], "the majority must be unique"
+    return [counts[0][0]]
+
+
+def _majority_count(w, n):
+    return [str((Counter(w).most_common(1)[0][1] - 1) % 63 + 1)]
+
+
+ORACLES = {
+    "parity": lambda w, n: [str(w.count("1") % 2)],
+    "even_pairs": _even_pairs,
+    "cycle_navigation": _cycle,
+    "modular_arithmetic": _arith,
+    "modular_arithmetic_brackets": _brackets,
+    "solve_equation": _solve,
+    "reverse_string": lambda w, n: w[::-1],
+    "stack_manipulation": _stack,
+    "bucket_sort": lambda w, n: sorted(w),
+    "missing_duplicate": _missing,
+    "odds_first": lambda w, n: w[1::2] + w[0::2],
+    "duplicate_string": lambda w, n: w + w,
+    "binary_addition": _binary("+"),
+    "binary_multiplication": _binary("*"),
+    "compute_sqrt": _sqrt,
+    "majority": _majority,
+    "majority_count": _majority_count,
+    "repetition": lambda w, n: list(w),
+    "set": lambda w, n: list(dict.fromkeys(w)),
+}
+
+
+def test_every_language_has_an_oracle_and_a_registry_entry():
+    assert set(ORACLES) == set(LANGUAGES) == set(TASKS)
+
+
+@pytest.mark.parametrize("n", LENGTHS)
+@pytest.mark.parametrize("name", list(LANGUAGES))
+def test_generator_matches_its_independent_closed_form(name, n):
+    n, x, y, words, answers = _samples(name, n)
+    lang = LANGUAGES[name]
+    assert x.min() >= 0 and x.max() < len(lang.vocab)
+    if name not in ("modular_arithmetic", "missing_duplicate"):
+        assert (x > 0).all(), "PAD inside an input"
+    if name not in ("modular_arithmetic",):
+        assert x.shape[1] == n, "the input must have exactly the requested length"
+    for w, a in zip(words, answers):
+        assert a == ORACLES[name](w, n), f"{' '.join(w)} -> {' '.join(a)}"
+
+
+@pytest.mark.parametrize("name", list(LANGUAGES))
+def test_answer_tokens_span_exactly_num_answers_classes(name):
+    lang = LANGUAGES[name]
+    seen = set()
+    for n in (8, 40, 120):
+        _, _, y, _, _ = _samples(name, n, count=3000)
+        seen |= set(y[y != IGNORE].tolist())
+    if name == "majority_count":  # counts of 1..63 need long strings; the ids are the 63 symbols
+        assert seen <= set(range(1, 64)) and len(seen) > 20
+    else:
+        assert len(seen) == lang.num_answers, sorted(seen)
+
+
+@pytest.mark.parametrize("name", ["parity", "even_pairs", "missing_duplicate", "reverse_string", "bucket_sort"])
+def test_labels_are_balanced_where_the_task_defines_it(name):
+    _, _, y, _, _ = _samples(name, 40, count=5000)
+    freq = np.bincount(y[y != IGNORE], minlength=len(LANGUAGES[name].vocab))
+    freq = freq[freq > 0] / freq.sum()
+    expected = 1 / LANGUAGES[name].num_answers
+    assert np.abs(freq - expected).max() < 0.02
+
+
+def _paper_rows():
+    with (ROOT / "results" / "paper" / "formal_tasks.csv").open() as f:
+        return {r["task"]: r for r in csv.DictReader(f)}
+
+
+def test_vocab_and_random_baseline_match_the_paper_table():
+    rows = _paper_rows()
+    in_paper = {lang.paper_name: lang for lang in LANGUAGES.values() if lang.in_paper}
+    assert set(in_paper) == set(rows)
+    for paper_name, lang in in_paper.items():
+        assert len(lang.vocab) == int(rows[paper_name]["vocab_size"]), paper_name
+        assert lang.random_baseline == pytest.approx(float(rows[paper_name]["random_baseline_value"]), abs=1e-4)
+        level = rows[paper_name]["chomsky_level"]
+        assert lang.level == (level if not level.startswith("unverified") else "extra"), paper_name
 
 
 def _task(name: str, **kw):
     return build_task(FormalTaskConfig(name=name, **kw))
 
 
-@pytest.mark.parametrize("n", LENGTHS)
-def test_parity_label_is_sum_mod_two(n):
-    lang = LANGUAGES["parity"]
-    x, y = lang.generate(np.random.default_rng(n), 4000, n)
-    bits = x - 1  # tokens 1, 2 are bits 0, 1
-    assert x.shape == (4000, n) and set(np.unique(x)) <= {1, 2}
-    assert np.array_equal(y, np.array([sum(row) % 2 for row in bits.tolist()]) + 1)
-    if n >= 2:  # balanced labels: P(odd) = 1/2 within 4 sigma
-        assert abs((y == 2).mean() - 0.5) < 4 * 0.5 / np.sqrt(4000)
-
-
-def test_vocab_and_random_baseline_match_the_paper_table():
-    import csv
-    from pathlib import Path
-
-    rows = {r["deepmind_task_name"]: r for r in
-            csv.DictReader((Path(__file__).resolve().parents[2] / "results/paper/formal_tasks.csv").open())}
-    for name, lang in LANGUAGES.items():
-        paper_key = {"parity": "parity_check"}.get(name, name)
-        row = rows[paper_key]
-        assert len(lang.vocab) == int(row["vocab_size"]), name
-        assert lang.random_baseline == pytest.approx(float(row["random_baseline_value"]), abs=1e-4), name
-
-
-def test_training_batches_layout_and_lengths():
-    task = _task("parity", batch_size=512, train_min_length=1, train_max_length=40)
+@pytest.mark.parametrize("name", ["parity", "reverse_string", "stack_manipulation", "bucket_sort", "set"])
+def test_batch_layout(name):
+    task = _task(name, batch_size=256, train_min_length=1, train_max_length=40)
     batch = task.train_batch(3)
-    tokens, targets, lengths = batch["tokens"].numpy(), batch["targets"].numpy(), batch["lengths"].numpy()
+    lang = LANGUAGES[name]
+    tokens, targets, lengths = (batch[k].numpy() for k in ("tokens", "targets", "lengths"))
     assert lengths.min() >= 1 and lengths.max() <= 40 and len(np.unique(lengths)) > 30
     for row_tokens, row_targets, n in zip(tokens, targets, lengths):
         scored = np.flatnonzero(row_targets != IGNORE)
-        assert scored.tolist() == [n - 1]  # exactly one answer, at the last input symbol
-        assert (row_tokens[n:] == 0).all() and (row_tokens[:n] > 0).all()  # PAD after, no answer leak
-        assert row_targets[n - 1] == (row_tokens[:n] - 1).sum() % 2 + 1
+        n = max(n, lang.min_length)
+        assert (row_tokens[:n] > 0).all()  # the input, no PAD
+        if lang.query is None:
+            assert scored.tolist() == [n - 1]  # one answer, at the last input symbol
+        else:  # one query token per answer symbol, right after the input; nothing scored inside the input
+            assert scored.tolist() == list(range(n, n + len(scored)))
+            assert (row_tokens[scored] == lang.query).all()
 
 
 def test_batches_are_deterministic_and_splits_disjoint():
     task = _task("parity", batch_size=64, eval_min_length=40, eval_max_length=40, eval_samples_per_length=64,
                  eval_batch_size=64)
-    assert all((task.train_batch(5)[k] == task.train_batch(5)[k]).all() for k in ("tokens", "targets"))
+    assert all(torch.equal(task.train_batch(5)[k], task.train_batch(5)[k]) for k in ("tokens", "targets"))
     assert not torch.equal(task.train_batch(5)["tokens"], task.train_batch(6)["tokens"])
     val, test = task.eval_batches("val"), task.eval_batches("test")
     val_rows = {tuple(r) for b in val for r in b["tokens"].tolist()}
     test_rows = {tuple(r) for b in test for r in b["tokens"].tolist()}
-    assert not val_rows & test_rows  # 2^40 strings: any overlap means shared seeds
-    again = {tuple(r) for b in task.eval_batches("val") for r in b["tokens"].tolist()}
-    assert again == val_rows
+    train_rows = {tuple(r) for i in range(20) for r in task.train_batch(i)["tokens"].tolist() if len(r) == 40}
+    assert not val_rows & test_rows and not train_rows & test_rows  # 2^40 strings: any overlap means shared seeds
+    assert {tuple(r) for b in task.eval_batches("val") for r in b["tokens"].tolist()} == val_rows
 
 
 def test_eval_lengths_cover_the_configured_range():
@@ -79,16 +255,25 @@ def test_eval_lengths_cover_the_configured_range():
     assert sum(len(b["lengths"]) for b in batches) == 5 * len(seen)
 
 
-def test_preview_cli_prints_design_format():
-    out = subprocess.run([sys.executable, "-m", "tasks", "preview", "parity", "--n", "3", "--length", "6"],
-                         capture_output=True, text=True, check=True).stdout.strip().splitlines()
+@pytest.mark.parametrize("name", list(LANGUAGES))
+def test_preview_prints_design_format(name, capsys):
+    from tasks.__main__ import main
+
+    assert main(["preview", name, "--n", "3", "--length", "9"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
     assert len(out) == 3
     for line in out:
         sample = json.loads(line)
-        assert set(sample) == {"task", "length", "input", "target"} and sample["task"] == "parity"
-        bits = sample["input"].split()
-        assert len(bits) == sample["length"] == 6 and set(bits) <= {"0", "1"}
-        assert sample["target"] == str(bits.count("1") % 2)
+        assert set(sample) == {"task", "length", "input", "target"} and sample["task"] == name
+        words = sample["input"].split()
+        assert len(words) == sample["length"] and sample["target"]
+        assert sample["target"].split() == ORACLES[name](words, 9)
+
+
+def test_preview_cli():
+    out = subprocess.run([sys.executable, "-m", "tasks", "preview", "parity", "--n", "3"], capture_output=True,
+                         text=True, check=True).stdout.strip().splitlines()
+    assert [json.loads(line)["task"] for line in out] == ["parity"] * 3
 
 
 def test_preview_unknown_task_is_one_line_error():

@@ -32,12 +32,14 @@ def test_formal_languages_smoke_cli_writes_records_and_table(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = tmp_path / "results" / "formal_languages"
     records = sorted((out / "runs").glob("*.json"))
-    assert len(records) == 2  # the smoke grid: two models on parity
-    assert {json.loads(p.read_text())["model"] for p in records} == {"lstm", "lstm_block"}
+    assert len(records) == 4  # the smoke grid: two models x two tasks
+    assert {(json.loads(p.read_text())["model"], json.loads(p.read_text())["task"]) for p in records} == {
+        ("xlstm[1:1]", "parity"), ("llama", "parity"), ("xlstm[1:1]", "reverse_string"), ("llama", "reverse_string")}
     for name in ("table.csv", "table.md", "table.png", "accuracy_by_length.png"):
         assert (out / name).stat().st_size > 0, name
     table = (out / "table.md").read_text()
-    assert "| LSTM |" in table and "| LSTM (Block) |" in table and "scale: smoke" in table
+    assert "| xLSTM[1:1] |" in table and "| Llama |" in table and "scale: smoke" in table
+    assert "Reverse String (DCF)" in table and "(0.06)" in table  # Llama's Figure 12 value beside ours
 
     # rebuilding from the same records is idempotent, byte for byte
     before = {name: (out / name).read_bytes() for name in ("table.csv", "table.md", "table.png")}
@@ -46,7 +48,7 @@ def test_formal_languages_smoke_cli_writes_records_and_table(tmp_path):
 
     # a second invocation skips both finished points
     again = cli(tmp_path, "experiment=formal_languages", "scale=smoke")
-    assert again.returncode == 0 and again.stdout.count("skip ") + again.stderr.count("skip ") == 2
+    assert again.returncode == 0 and again.stdout.count("skip ") + again.stderr.count("skip ") == 4
 
 
 def test_tables_cli_rebuilds_and_reports_missing_records(tmp_path):

@@ -9,9 +9,9 @@ import os
 import sys
 
 # runtime scalars by name; every other upper-case argument is a float32 pointer unless it is an input/output
-INTS = {"S", "DK", "DV", "NC", "B", "NH", "DH", "T"}
+INTS = {"S", "DK", "DV", "NC", "B", "NH", "DH", "T"}  # ("DH" is also the sLSTM's DH_OUT pointer's prefix only)
 FLOATS = {"scale", "eps", "clip"}
-TYPED_PTRS = {"Q", "K", "V", "H", "X", "Y"}  # tensors in the input dtype
+TYPED_PTRS = {"Q", "K", "V", "H", "X", "DH_OUT"}  # tensors in the input dtype
 
 
 def kernels(dtype: str) -> list[tuple[object, dict]]:
@@ -19,6 +19,7 @@ def kernels(dtype: str) -> list[tuple[object, dict]]:
     from .mlstm.triton.chunkwise_bwd import chunk_grads, chunk_states_bwd
     from .mlstm.triton.chunkwise_fwd import chunk_outputs_fwd, chunk_states_fwd
     from .mlstm.triton.recurrent import recurrent_fwd
+    from .slstm.triton.kernels import slstm_bwd, slstm_fwd
 
     prec = "ieee" if dtype == "fp32" else "tf32"
     tiles = dict(L=64, BK=64, BV=64, PREC=prec)
@@ -28,6 +29,8 @@ def kernels(dtype: str) -> list[tuple[object, dict]]:
         (chunk_states_bwd, tiles),
         (chunk_grads, {**tiles, "NK": 2, "NV": 4}),
         (recurrent_fwd, dict(BK=128, BV=64)),
+        (slstm_fwd, dict(BB=16, BD=256, BO=64, NT=3, PREC=prec)),  # DH = 192
+        (slstm_bwd, dict(BB=16, BD=256, BO=64, NT=3, PREC=prec, CLIP=True)),
     ]
 
 

@@ -100,7 +100,8 @@ class SyntheticTask(L.LightningDataModule):
         return 1.0
 
     def metrics(self) -> Any:
-        """A fresh torchmetrics object with ``update(logits, batch)`` and ``compute() -> dict[str, float]``."""
+        """A fresh torchmetrics object with ``update(predictions (B, S), batch)`` and ``compute() -> dict[str, float]``
+        (predictions are read only where ``batch["targets"]`` is scored)."""
         raise NotImplementedError
 
     # ---- data -------------------------------------------------------------------------------------

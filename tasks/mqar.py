@@ -96,8 +96,8 @@ class MQARMetrics(Metric):
         self.by_context = AccuracyByLength(max_context)
         self.train_context = train_context
 
-    def update(self, logits: torch.Tensor, batch: dict) -> None:
-        self.by_context.update(logits, batch["targets"], batch["lengths"])
+    def update(self, predictions: torch.Tensor, batch: dict) -> None:
+        self.by_context.update(predictions, batch["targets"], batch["lengths"])
 
     def compute(self) -> dict[str, float]:
         per_context = self.by_context.compute()

@@ -65,13 +65,19 @@ class SequenceModule(L.LightningModule):
         self.val_step = -1  # global step of the latest validation
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Logits at every position, (B, S, V)."""
         return self.decoder(self.backbone(self.encoder(tokens)))
 
-    def _loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(logits.flatten(0, -2).float(), targets.flatten(), ignore_index=IGNORE)
+    def scored(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(logits (N, V), targets (N,), mask (B, S)) at the scored positions only: the decoder runs where it is
+        read (a formal task scores one or a few positions per sample, MQAR K of T)."""
+        mask = batch["targets"] != IGNORE
+        hidden = self.backbone(self.encoder(batch["tokens"]))
+        return self.decoder(hidden[mask]), batch["targets"][mask], mask
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        loss = self._loss(self(batch["tokens"]), batch["targets"])
+        logits, targets, _ = self.scored(batch)
+        loss = F.cross_entropy(logits.float(), targets)
         if not torch.isfinite(loss):
             raise NonFiniteLossError(f"loss is {loss.item()} at step {self.global_step}")
         self.log("train/loss", loss, prog_bar=True)
@@ -83,10 +89,12 @@ class SequenceModule(L.LightningModule):
             raise NonFiniteLossError(f"a gradient is not finite at step {self.global_step}")
 
     def _eval_step(self, batch: dict, split: str) -> None:
-        logits = self(batch["tokens"])
-        scored = (batch["targets"] != IGNORE).sum()
-        getattr(self, f"{split}_loss").update(self._loss(logits, batch["targets"]), weight=scored)
-        getattr(self, f"{split}_metrics").update(logits, batch)
+        logits, targets, mask = self.scored(batch)
+        loss = F.cross_entropy(logits.float(), targets)
+        getattr(self, f"{split}_loss").update(loss, weight=len(targets))
+        predictions = torch.full_like(batch["targets"], IGNORE)  # (B, S): the argmax where scored
+        predictions[mask] = logits.argmax(-1)
+        getattr(self, f"{split}_metrics").update(predictions, batch)
 
     def _eval_end(self, split: str) -> None:
         metrics, loss = getattr(self, f"{split}_metrics"), getattr(self, f"{split}_loss")

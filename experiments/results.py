@@ -83,13 +83,14 @@ def write_record(path: Path, record: dict) -> None:
     os.replace(tmp, path)
 
 
-def make_record(cfg: DictConfig, rid: str, *, status: str, metrics: dict, params: int, steps: int,
-                wall_time_s: float, error: str | None = None) -> dict:
+def make_record(cfg: DictConfig, rid: str, *, status: str, metrics: dict, params: int, steps: int, max_steps: int,
+                lr: float, wall_time_s: float, error: str | None = None) -> dict:
+    """``lr`` is the learning rate the optimizer used (optim.lr times the task's factor, if any)."""
     commit, dirty = git_commit()
     return {
         "run_id": rid, "experiment": cfg.experiment, "status": status, "error": error,
         "task": cfg.task.name, "model": cfg.model.name, "scale": cfg.scale.name,
-        "seed": cfg.seed, "lr": cfg.optim.lr, "steps": steps, "max_steps": cfg.trainer.max_steps,
+        "seed": cfg.seed, "lr": cfg.optim.lr, "effective_lr": lr, "steps": steps, "max_steps": max_steps,
         "params": params, "metrics": metrics, "wall_time_s": round(wall_time_s, 2),
         "hardware": hardware(), "git_commit": commit, "git_dirty": dirty,
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

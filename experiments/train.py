@@ -126,7 +126,7 @@ def run(cfg: DictConfig) -> dict:
     import lightning as L
     import torch
 
-    from tasks import build_task
+    from tasks import InfeasibleSetting, build_task
     from xlstm import build_backbone
 
     from .callbacks import RNGStateCheckpoint
@@ -140,15 +140,27 @@ def run(cfg: DictConfig) -> dict:
         return results.load_record(path)
 
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    task = build_task(OmegaConf.to_object(cfg.task))
-    backbone = build_backbone(OmegaConf.to_object(cfg.model))
+    try:
+        task = build_task(OmegaConf.to_object(cfg.task))
+        backbone = build_backbone(OmegaConf.to_object(cfg.model))
+    except InfeasibleSetting as err:  # a grid point that cannot exist: record it so reruns and tables know
+        results.write_record(path, results.make_record(cfg, rid, status="infeasible", metrics={}, params=0, steps=0,
+                                                       max_steps=0, lr=cfg.optim.lr, wall_time_s=0.0, error=str(err)))
+        log.warning(f"{rid} is infeasible and was recorded as such: {err}")
+        return results.load_record(path)
+    except ValueError as err:  # a value the schema's types cannot rule out (bad head count, bad gate init, ...)
+        raise SuiteError(f"{rid}: {err}") from None
     encoder, decoder = task.encoder(backbone.dim), task.decoder(backbone.dim)
     if backbone.config.tie_embeddings:
         try:
             task.tie_embeddings(encoder, decoder)
         except ValueError as err:
             raise SuiteError(str(err)) from None
-    module = SequenceModule(encoder, backbone, decoder, task.metrics, cfg.optim, cfg.trainer.max_steps)
+    max_steps = task.max_steps(cfg.trainer.max_steps)
+    scale = task.lr_scale()  # the whole schedule scales: peak and floor
+    optim = OmegaConf.merge(cfg.optim, {"lr": cfg.optim.lr * scale,
+                                        "min_lr": cfg.optim.min_lr * scale if cfg.optim.min_lr is not None else None})
+    module = SequenceModule(encoder, backbone, decoder, task.metrics, optim, max_steps)
     params = sum(p.numel() for p in module.parameters())
 
     ckpt_dir = Path(cfg.paths.checkpoint_dir) / (cfg.experiment or "adhoc") / rid
@@ -159,7 +171,7 @@ def run(cfg: DictConfig) -> dict:
     t = cfg.trainer
     trainer = L.Trainer(
         accelerator=t.accelerator, devices=t.devices, strategy=t.strategy, num_nodes=t.num_nodes,
-        precision=t.precision, max_steps=t.max_steps, val_check_interval=min(t.val_check_interval, t.max_steps),
+        precision=t.precision, max_steps=max_steps, val_check_interval=min(t.val_check_interval, max_steps),
         check_val_every_n_epoch=None, limit_val_batches=t.limit_val_batches, num_sanity_val_steps=0,
         gradient_clip_val=t.gradient_clip_val, accumulate_grad_batches=t.accumulate_grad_batches,
         log_every_n_steps=t.log_every_n_steps, deterministic=t.deterministic, detect_anomaly=t.detect_anomaly,
@@ -181,7 +193,8 @@ def run(cfg: DictConfig) -> dict:
         trainer.fit(module, datamodule=task, ckpt_path=resume_from)
     except NonFiniteLossError as err:
         record = results.make_record(cfg, rid, status="diverged", metrics={}, params=params,
-                                     steps=trainer.global_step, wall_time_s=time.time() - start, error=str(err))
+                                     steps=trainer.global_step, max_steps=max_steps, lr=optim.lr,
+                                     wall_time_s=time.time() - start, error=str(err))
         if trainer.is_global_zero:
             results.write_record(path, record)
         kept = f"last good checkpoint kept at {last}" if last.exists() else "no checkpoint was written yet"
@@ -193,7 +206,8 @@ def run(cfg: DictConfig) -> dict:
     trainer.test(module, datamodule=task, verbose=False)
     metrics = {split: module.final_metrics[split] for split in ("val", "test")}
     record = results.make_record(cfg, rid, status="finished", metrics=metrics, params=params,
-                                 steps=trainer.global_step, wall_time_s=time.time() - start)
+                                 steps=trainer.global_step, max_steps=max_steps, lr=optim.lr,
+                                 wall_time_s=time.time() - start)
     if trainer.is_global_zero:
         results.write_record(path, record)
         headline = {s: {k: round(v, 4) for k, v in m.items() if "@" not in k} for s, m in metrics.items()}

@@ -1,10 +1,11 @@
 """Tasks: data modules with their encoder, decoder and metrics. ``TASKS`` is the one registry."""
 from __future__ import annotations
 
-from .base import IGNORE, SyntheticTask, TaskConfig
+from .base import IGNORE, InfeasibleSetting, SyntheticTask, TaskConfig
 from .formal import LANGUAGES, FormalLanguageTask
+from .mqar import MQARTask
 
-TASKS: dict[str, type[SyntheticTask]] = {name: FormalLanguageTask for name in LANGUAGES}
+TASKS: dict[str, type[SyntheticTask]] = {**{name: FormalLanguageTask for name in LANGUAGES}, "mqar": MQARTask}
 
 
 def task_class(name: str) -> type[SyntheticTask]:
@@ -17,4 +18,4 @@ def build_task(config: TaskConfig) -> SyntheticTask:
     return task_class(config.name)(config)
 
 
-__all__ = ["IGNORE", "TASKS", "TaskConfig", "SyntheticTask", "build_task", "task_class"]
+__all__ = ["IGNORE", "InfeasibleSetting", "TASKS", "TaskConfig", "SyntheticTask", "build_task", "task_class"]

@@ -18,6 +18,10 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 IGNORE = -100  # target value of unscored positions (torch cross-entropy's ignore_index)
 
+
+class InfeasibleSetting(ValueError):
+    """A grid point the task's generator cannot produce (e.g. MQAR with 4 K > T): recorded as such, not trained."""
+
 # Split ids enter every generator seed, so train, validation and test streams never share a seed.
 SPLITS = {"train": 0, "val": 1, "test": 2}
 
@@ -87,8 +91,17 @@ class SyntheticTask(L.LightningDataModule):
                              "to tie; set model.tie_embeddings=false")
         decoder.weight = encoder.embedding.weight
 
+    def max_steps(self, default: int) -> int:
+        """Optimizer steps to train: ``default`` (trainer.max_steps) unless the task counts in epochs."""
+        return default
+
+    def lr_scale(self) -> float:
+        """Factor on optim.lr that the task's protocol prescribes (1 unless stated)."""
+        return 1.0
+
     def metrics(self) -> Any:
-        """A fresh torchmetrics object with ``update(logits, batch)`` and ``compute() -> dict[str, float]``."""
+        """A fresh torchmetrics object with ``update(predictions (B, S), batch)`` and ``compute() -> dict[str, float]``
+        (predictions are read only where ``batch["targets"]`` is scored)."""
         raise NotImplementedError
 
     # ---- data -------------------------------------------------------------------------------------

@@ -27,10 +27,10 @@ class AccuracyByLength(Metric):
         self.add_state("correct", torch.zeros(max_length + 1, dtype=torch.long), dist_reduce_fx="sum")
         self.add_state("total", torch.zeros(max_length + 1, dtype=torch.long), dist_reduce_fx="sum")
 
-    def update(self, logits: torch.Tensor, targets: torch.Tensor, lengths: torch.Tensor) -> None:
-        # logits (B, S, V), targets (B, S), lengths (B,)
+    def update(self, predictions: torch.Tensor, targets: torch.Tensor, lengths: torch.Tensor) -> None:
+        # predictions (B, S) (read only where scored), targets (B, S), lengths (B,)
         scored = targets != IGNORE
-        hits = (logits.argmax(-1) == targets) & scored
+        hits = (predictions == targets) & scored
         lengths = lengths.clamp(max=self.max_length)
         self.correct.index_add_(0, lengths, hits.sum(1))
         self.total.index_add_(0, lengths, scored.sum(1))

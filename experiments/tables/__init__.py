@@ -27,6 +27,8 @@ class Artefact:
 
 def provenance(records: list[dict]) -> str:
     """One line that labels a table with what produced it: scales, steps, hardware, commits."""
+    records = [r for r in records if r["status"] != "infeasible"]
+
     def joined(key: str) -> str:
         return ", ".join(sorted({str(r[key]) for r in records}))
 
@@ -82,8 +84,10 @@ def cell(mean: float, std: float, paper: float | None = None, seeds: int = 2) ->
 
 def _tables() -> dict[str, Callable[[list[dict], Path], Artefact]]:
     from .formal_languages import formal_languages
+    from .mqar import mqar, mqar_extrapolation, mqar_long
 
-    return {"formal_languages": formal_languages}
+    return {"formal_languages": formal_languages, "mqar": mqar, "mqar_long": mqar_long,
+            "mqar_extrapolation": mqar_extrapolation}
 
 
 def table_builder(experiment: str) -> Callable[[list[dict], Path], Artefact]:

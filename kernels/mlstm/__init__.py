@@ -20,6 +20,14 @@ BACKENDS: dict[str, Callable] = {
     "recurrent--torch": mlstm_recurrent,
 }
 
+try:  # triton is a Linux dependency; elsewhere only the torch forms exist
+    from .triton import mlstm_chunkwise_triton, mlstm_recurrent_triton
+except ImportError:  # pragma: no cover
+    pass
+else:
+    BACKENDS["chunkwise--triton"] = mlstm_chunkwise_triton
+    BACKENDS["recurrent--triton"] = mlstm_recurrent_triton
+
 
 def resolve_backend(backend: str, device: torch.device) -> str:
     """"auto" = chunkwise--triton on CUDA tensors when it is available, chunkwise--torch otherwise."""

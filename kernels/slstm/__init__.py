@@ -14,6 +14,13 @@ from .reference import slstm_step, slstm_torch, zero_state
 
 BACKENDS: dict[str, Callable] = {"torch": slstm_torch}
 
+try:  # triton is a Linux dependency; elsewhere only the torch loop exists
+    from .triton import slstm_triton
+except ImportError:  # pragma: no cover
+    pass
+else:
+    BACKENDS["triton"] = slstm_triton
+
 
 def resolve_backend(backend: str, device: torch.device) -> str:
     """"auto" = triton on CUDA tensors when it is available, torch otherwise."""

@@ -69,8 +69,8 @@ class FormalMetrics(Metric):
         self.by_length = AccuracyByLength(max_length)
         self.random_baseline = random_baseline
 
-    def update(self, logits: torch.Tensor, batch: dict) -> None:
-        self.by_length.update(logits, batch["targets"], batch["lengths"])
+    def update(self, predictions: torch.Tensor, batch: dict) -> None:
+        self.by_length.update(predictions, batch["targets"], batch["lengths"])
 
     def compute(self) -> dict[str, float]:
         per_length = self.by_length.compute()

@@ -47,7 +47,7 @@ def odds_first(rng: np.random.Generator, batch: int, n: int) -> tuple[np.ndarray
     """Odds first over 10 symbols: answer the symbols at odd positions, then those at even positions (0-based, as in
     DeepMind's code: x[1::2] then x[0::2]).
 
-    Example: ``a b c d e`` = ``1 2 3 4 5`` -> ``2 4 1 3 5``.
+    Example: ``1 2 3 4 5`` -> ``2 4 1 3 5``.
     """
     x = rng.integers(2, 12, size=(batch, n))
     return x, np.concatenate([x[:, 1::2], x[:, 0::2]], axis=1)

@@ -1,0 +1,106 @@
+"""MQAR (Figures 5, 14-16): accuracy vs model width per setting, best learning rate by validation.
+
+One builder serves the three experiments: ``mqar`` (Zoology's settings), ``mqar_long`` (long contexts, many pairs)
+and ``mqar_extrapolation`` (trained at one context, evaluated at longer ones). The paper shows these only as
+plots, so there is no paper number beside ours.
+"""
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from . import PNG_METADATA, Artefact, best_by_validation, model_label, model_sort_key, provenance
+
+TITLES = {
+    "mqar": "MQAR, experiment 1 (Figure 14): Zoology's settings",
+    "mqar_long": "MQAR, experiment 2 (Figures 5 and 15): long contexts, many key-value pairs",
+    "mqar_extrapolation": "MQAR, experiment 3 (Figure 16): trained at one context, evaluated at longer ones",
+}
+
+
+def _rows(records: list[dict]) -> pd.DataFrame:
+    """One row per (run, evaluated context): val and test accuracy at that context."""
+    rows = []
+    for r in records:
+        if r["status"] == "infeasible":
+            continue
+        task, model = r["config"]["task"], r["config"]["model"]
+        pairs = task["num_kv_pairs"] or task["context_length"] // 16
+        contexts = [task["context_length"], *task["eval_context_lengths"]]
+        for context in contexts:
+            key = f"acc@{context}"
+            finished = r["status"] == "finished"
+            rows.append({"model": r["model"], "width": model["embedding_dim"], "context": task["context_length"],
+                         "pairs": pairs, "eval_context": context, "lr": r["lr"], "seed": r["seed"],
+                         # the learning rate is chosen on the training context's validation accuracy
+                         "val": r["metrics"]["val"].get(f"acc@{task['context_length']}") if finished else np.nan,
+                         "test": r["metrics"]["test"].get(key) if finished else np.nan})
+    return pd.DataFrame(rows)
+
+
+def mqar_table(records: list[dict], paper_dir: Path, experiment: str) -> Artefact:
+    table = best_by_validation(_rows(records), ["model", "width", "context", "pairs", "eval_context"])
+    table["model_label"] = table.model.map(model_label)
+    table["order"] = table.model.map(model_sort_key)
+    table = table.sort_values(["context", "pairs", "eval_context", "order", "width"]).drop(columns="order")
+    table = table.reset_index(drop=True)[["model", "model_label", "width", "context", "pairs", "eval_context",
+                                          "best_lr", "seeds", "val", "test_mean", "test_std"]]
+    settings = list(dict.fromkeys(zip(table.context, table.pairs, table.eval_context)))
+    widths = sorted(table.width.unique())
+    lines = [f"# {TITLES[experiment]}", "",
+             "Test accuracy on the query positions (mean over seeds; ± std with more than one), best learning rate by",
+             "validation accuracy at the training context. The paper gives these results only as plots: no paper",
+             "number stands beside ours.", "", provenance(records)]
+    infeasible = sorted({r["error"] for r in records if r["status"] == "infeasible"})
+    if infeasible:
+        lines += ["", "Not run (the generator needs context >= 4 x pairs): " + "; ".join(infeasible)]
+    for context, pairs, eval_context in settings:
+        sub = table[(table.context == context) & (table.pairs == pairs) & (table.eval_context == eval_context)]
+        where = f"context {context}, {pairs} pairs" + (f", evaluated at {eval_context}" if eval_context != context else "")
+        lines += ["", f"## {where}", "", "| model | " + " | ".join(f"d={w}" for w in widths) + " |",
+                  "|---|" + "---|" * len(widths)]
+        for label in dict.fromkeys(sub.model_label):
+            cells = []
+            for w in widths:
+                row = sub[(sub.model_label == label) & (sub.width == w)]
+                if not len(row):
+                    cells.append("")
+                elif np.isnan(row.test_mean.iloc[0]):
+                    cells.append("diverged")
+                else:
+                    std = f" ± {row.test_std.iloc[0]:.2f}" if row.seeds.iloc[0] > 1 else ""
+                    cells.append(f"{row.test_mean.iloc[0]:.2f}{std}")
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return Artefact(table, "\n".join(lines) + "\n", {"table.png": lambda path: _plot(table, settings, path)})
+
+
+def _plot(table: pd.DataFrame, settings: list[tuple[int, int, int]], path: Path) -> None:
+    cols = min(3, len(settings))
+    rows = -(-len(settings) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.8 * cols, 3.0 * rows), squeeze=False)
+    for ax, (context, pairs, eval_context) in zip(axes.flat, settings):
+        sub = table[(table.context == context) & (table.pairs == pairs) & (table.eval_context == eval_context)]
+        for label in dict.fromkeys(sub.model_label):
+            line = sub[sub.model_label == label].sort_values("width")
+            ax.plot(line.width, line.test_mean, marker="o", label=label)
+        ax.set_xscale("log", base=2)
+        ax.set_ylim(-0.05, 1.05)
+        ax.set_title(f"T={context}, K={pairs}" + (f", eval T={eval_context}" if eval_context != context else ""),
+                     fontsize=9)
+        ax.set_xlabel("model dimension", fontsize=8)
+        ax.set_ylabel("accuracy", fontsize=8)
+        ax.legend(fontsize=6)
+    for ax in list(axes.flat)[len(settings):]:
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120, metadata=PNG_METADATA)
+    plt.close(fig)
+
+
+mqar = partial(mqar_table, experiment="mqar")
+mqar_long = partial(mqar_table, experiment="mqar_long")
+mqar_extrapolation = partial(mqar_table, experiment="mqar_extrapolation")

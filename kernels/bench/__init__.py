@@ -1,0 +1,1 @@
+"""GPU benchmarks of the kernels: ``python -m kernels.bench mlstm|slstm`` writes results/kernels/<op>_<gpu>.csv."""

@@ -1,0 +1,62 @@
+"""Timing and CSV helpers shared by the kernel benchmarks (CUDA only)."""
+from __future__ import annotations
+
+import csv
+import re
+import subprocess
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def require_cuda() -> str:
+    if not torch.cuda.is_available():
+        raise SystemExit("error: the kernel benchmarks need a CUDA GPU; on CPU the kernels are checked by pytest "
+                         "under TRITON_INTERPRET=1")
+    return torch.cuda.get_device_name(0)
+
+
+def gpu_slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
+
+
+def commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short=10", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def bench_ms(fn: Callable[[], object]) -> float:
+    """Median milliseconds over triton's do_bench (25 ms warm-up, 100 ms of repetitions, cache flushed)."""
+    import triton
+
+    return float(triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median"))
+
+
+def fwd_and_fwd_bwd(run: Callable[[], torch.Tensor], leaves: list[torch.Tensor]) -> tuple[float, float]:
+    """(forward ms, forward + backward ms) of ``run``; the backward seeds a gradient of ones."""
+    with torch.no_grad():
+        fwd = bench_ms(run)
+
+    def both():
+        for t in leaves:
+            t.grad = None
+        out = run()
+        out.backward(torch.ones_like(out))
+
+    return fwd, bench_ms(both)
+
+
+def write_csv(rows: list[dict], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fields = list(dict.fromkeys(k for row in rows for k in row))
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+    print(f"wrote {path}")

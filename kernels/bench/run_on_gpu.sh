@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# One call on a lent GPU machine (torch, triton and pytest are on its image): install the carried wheels
+# (../shared/tools/gpu-wheels .whl mlstm-kernels flashrnn), run the kernels' gpu tests, run both benchmarks, and
+# leave the CSVs in $OUT. Usage from the project root:  bash kernels/bench/run_on_gpu.sh
+set -uo pipefail
+if ls .whl/*.whl >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
+  export PYTHONPATH=/tmp/site:${PYTHONPATH:-}
+fi
+export PYTHONPATH=$PWD:${PYTHONPATH:-}
+unset TRITON_INTERPRET
+python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__, torch.cuda.get_device_name(0))" || exit 1
+timeout 240 python3 -m pytest tests/kernels -m gpu -q -p no:cacheprovider -o addopts="" 2>&1 | tail -25
+timeout 300 python3 -m kernels.bench mlstm 2>&1 | tail -5
+timeout 200 python3 -m kernels.bench slstm --batch 16 64 256 2>&1 | tail -5
+mkdir -p "${OUT:-results/kernels}" && cp results/kernels/mlstm_*.csv results/kernels/slstm_*.csv "${OUT:-results/kernels}/" 2>/dev/null
+true

@@ -1,0 +1,78 @@
+"""``python -m kernels.compile_check [--arch 80 90] [--dtype bf16 fp32]``: compile every Triton kernel of the suite
+for NVIDIA targets on a machine without a GPU (Triton lowers to PTX and cubin with its bundled ptxas), so code that
+only the interpreter has run is known to compile for real hardware. Needs TRITON_INTERPRET unset.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+# runtime scalars by name; every other upper-case argument is a float32 pointer unless it is an input/output
+INTS = {"S", "DK", "DV", "NC", "B", "NH", "DH", "T"}  # ("DH" is also the sLSTM's DH_OUT pointer's prefix only)
+FLOATS = {"scale", "eps", "clip"}
+TYPED_PTRS = {"Q", "K", "V", "H", "X", "DH_OUT"}  # tensors in the input dtype
+
+
+def kernels(dtype: str) -> list[tuple[object, dict]]:
+    """(jit function, constexpr values) for representative shapes: 64-wide tiles, chunk 64."""
+    from .mlstm.triton.chunkwise_bwd import chunk_grads, chunk_states_bwd
+    from .mlstm.triton.chunkwise_fwd import chunk_outputs_fwd, chunk_states_fwd
+    from .mlstm.triton.recurrent import recurrent_fwd
+    from .slstm.triton.kernels import slstm_bwd, slstm_fwd
+
+    prec = "ieee" if dtype == "fp32" else "tf32"
+    tiles = dict(L=64, BK=64, BV=64, PREC=prec)
+    return [
+        (chunk_states_fwd, tiles),
+        (chunk_outputs_fwd, {**tiles, "NK": 2}),
+        (chunk_states_bwd, tiles),
+        (chunk_grads, {**tiles, "NK": 2, "NV": 4}),
+        (recurrent_fwd, dict(BK=128, BV=64)),
+        (slstm_fwd, dict(BB=16, BD=256, BO=64, NT=3, PREC=prec)),  # DH = 192
+        (slstm_bwd, dict(BB=16, BD=256, BO=64, NT=3, PREC=prec, CLIP=True)),
+    ]
+
+
+def signature(fn, constexprs: dict, dtype: str) -> dict[str, str]:
+    out = {}
+    for name in fn.arg_names:
+        if name in constexprs:
+            out[name] = "constexpr"
+        elif name in INTS:
+            out[name] = "i32"
+        elif name in FLOATS:
+            out[name] = "fp32"
+        else:
+            out[name] = f"*{dtype}" if name in TYPED_PTRS else "*fp32"
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    if os.environ.get("TRITON_INTERPRET") == "1":
+        print("error: unset TRITON_INTERPRET to compile for GPUs", file=sys.stderr)
+        return 2
+    import triton
+    from triton.backends.compiler import GPUTarget
+
+    p = argparse.ArgumentParser(prog="python -m kernels.compile_check")
+    p.add_argument("--arch", type=int, nargs="+", default=[80, 90])
+    p.add_argument("--dtype", nargs="+", default=["bf16", "fp32"])
+    a = p.parse_args(argv)
+    failures = 0
+    for dtype in a.dtype:
+        for fn, constexprs in kernels(dtype):
+            for arch in a.arch:
+                src = triton.compiler.ASTSource(fn=fn, signature=signature(fn, constexprs, dtype), constexprs=constexprs)
+                try:
+                    compiled = triton.compile(src, target=GPUTarget("cuda", arch, 32))
+                    status = f"ok ({len(compiled.asm['cubin'])} bytes of cubin)"
+                except Exception as err:  # report every kernel, then fail
+                    failures += 1
+                    status = f"FAILED: {str(err).splitlines()[0] if str(err) else type(err).__name__}"
+                print(f"triton {triton.__version__} sm_{arch} {dtype} {fn.__name__}: {status}", flush=True)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,185 @@
+"""Multi-query associative recall (MQAR, Arora et al. 2023, the Zoology generator).
+
+A sample of context length T with K key-value pairs: the pairs k1 v1 ... kK vK (keys from the lower half of the
+vocabulary, values from the upper half, distinct within a sample), then a query region of T - 2K positions, all 0
+except that each key appears once, at even offsets drawn without replacement with probability proportional to
+a i^(a-1) (a = 0.01, so early offsets dominate). The model must output the paired value at each query key; only
+those K positions are scored (targets IGNORE elsewhere).
+
+A setting is (context length T, pairs K); K = 0 means T / 16, the pairing of the first experiment (64/4, 128/8,
+256/16). Training uses a fixed set of ``num_train`` samples, reshuffled every epoch; validation and test sets come from
+other seeds and may add longer contexts with the same K (the extrapolation experiment). Accuracy is reported per
+context length.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+import torch
+from torchmetrics import Metric
+
+from .base import IGNORE, InfeasibleSetting, SyntheticTask, TaskConfig, split_rng
+from .metrics import AccuracyByLength
+
+
+# App. B.1.2: batch size by context length; with batch 24 the learning rates are a tenth of the others'.
+PAPER_BATCH = {64: 512, 128: 512, 256: 256, 756: 128, 768: 128, 1024: 96, 2048: 24}
+
+
+def check_setting(context: int, pairs: int) -> None:
+    """The generator's constraints: T even, K >= 1, 4 K <= T."""
+    if context % 2 or pairs < 1 or 4 * pairs > context:
+        raise InfeasibleSetting(f"MQAR context {context} with {pairs} pairs: the context must be even and at least "
+                                "4 x the pairs")
+
+
+def _first_arrivals(race: np.ndarray, k: int) -> np.ndarray:
+    """Per row, the indices of the k smallest entries, smallest first. With race = Exp(1) / p this is k draws
+    without replacement with probabilities p, in draw order (the exponential race, equivalent to numpy's
+    successive ``choice(..., replace=False, p=p)`` but vectorised)."""
+    idx = np.argpartition(race, k - 1, axis=1)[:, :k]
+    return np.take_along_axis(idx, np.argsort(np.take_along_axis(race, idx, 1), axis=1), 1)
+
+
+def mqar(rng: np.random.Generator, n: int, context: int, pairs: int, vocab: int = 8192, power_a: float = 0.01,
+         random_non_queries: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """n samples -> (inputs (n, T), targets (n, T)), targets IGNORE except at the K query positions.
+
+    Example (vocab 16, T 12, K 2): pairs ``3 9 5 14``, queries at offsets 0 and 4 ->
+    inputs ``3 9 5 14 | 5 0 0 0 3 0 0 0``, targets ``14`` at the query 5 and ``9`` at the query 3.
+    """
+    half = vocab // 2
+    keys = _first_arrivals(rng.random((n, half - 1)), pairs) + 1  # distinct, uniform over 1 .. V/2 - 1
+    values = _first_arrivals(rng.random((n, vocab - half)), pairs) + half  # distinct, over V/2 .. V - 1
+    kvs = np.empty((n, 2 * pairs), dtype=np.int64)
+    kvs[:, 0::2], kvs[:, 1::2] = keys, values
+    space = (context - 2 * pairs) // 2
+    p = power_a * np.arange(1, space + 1) ** (power_a - 1)
+    gaps = 2 * _first_arrivals(rng.exponential(size=(n, space)) / p, pairs)
+    queries = np.zeros((n, context - 2 * pairs + 1), dtype=np.int64)
+    np.put_along_axis(queries, gaps, keys, axis=1)
+    examples = np.concatenate([kvs, queries], axis=1)  # (n, T + 1)
+    labels = np.full_like(examples, IGNORE)
+    np.put_along_axis(labels, 2 * pairs + gaps + 1, values, axis=1)
+    inputs, targets = examples[:, :-1], labels[:, 1:]  # the target sits at the query key's own position
+    if random_non_queries:
+        filler = rng.integers(0, vocab, size=inputs.shape)
+        inputs = np.where(inputs == 0, filler, inputs)
+    return inputs, targets
+
+
+@dataclass
+class MQARConfig(TaskConfig):
+    name: str = "mqar"
+    context_length: int = 64
+    num_kv_pairs: int = 0  # 0 = context_length // 16
+    eval_context_lengths: list[int] = field(default_factory=list)  # extra evaluation contexts, same pairs
+    vocab_size: int = 8192
+    power_a: float = 0.01
+    random_non_queries: bool = False  # Zoology's generator default is True; its Figure-2 configs set False
+    num_train: int = 100_000
+    num_eval: int = 3_000
+    batch_size: int = 0  # 0 = the paper's batch size for the training context length (PAPER_BATCH)
+    eval_batch_size: int = 256
+    epochs: Optional[int] = None  # when set, train for epochs x (num_train / batch) steps instead of trainer.max_steps
+
+
+class MQARMetrics(Metric):
+    """Accuracy on the query positions per evaluated context length; ``acc`` is the training setting's."""
+
+    full_state_update = False
+
+    def __init__(self, max_context: int, train_context: int):
+        super().__init__()
+        self.by_context = AccuracyByLength(max_context)
+        self.train_context = train_context
+
+    def update(self, predictions: torch.Tensor, batch: dict) -> None:
+        self.by_context.update(predictions, batch["targets"], batch["lengths"])
+
+    def compute(self) -> dict[str, float]:
+        per_context = self.by_context.compute()
+        out = {f"acc@{t}": a for t, a in per_context.items()}
+        if self.train_context in per_context:
+            out["acc"] = per_context[self.train_context]
+        return out
+
+    def reset(self) -> None:
+        super().reset()
+        self.by_context.reset()
+
+
+class MQARTask(SyntheticTask):
+    config_class = MQARConfig
+    paper_name = "MQAR"
+
+    def __init__(self, config: MQARConfig):
+        super().__init__(config)
+        self.context, self.pairs = config.context_length, config.num_kv_pairs or config.context_length // 16
+        self.eval_contexts = [self.context, *config.eval_context_lengths]
+        for context in self.eval_contexts:
+            check_setting(context, self.pairs)
+        if config.batch_size == 0 and self.context not in PAPER_BATCH:
+            raise ValueError(f"no paper batch size for context {self.context}; set task.batch_size")
+        self.batch_size = config.batch_size or PAPER_BATCH[self.context]
+        self._train: tuple[np.ndarray, np.ndarray] | None = None
+
+    @property
+    def vocab_size(self) -> int:
+        return self.config.vocab_size
+
+    def max_steps(self, default: int) -> int:
+        if self.config.epochs is None:
+            return default
+        return self.config.epochs * max(1, self.config.num_train // self.batch_size)
+
+    def lr_scale(self) -> float:
+        return 0.1 if self.batch_size <= 24 else 1.0
+
+    def metrics(self) -> MQARMetrics:
+        return MQARMetrics(max(self.eval_contexts), self.context)
+
+    def _generate(self, split: str, index: int, n: int, context: int, pairs: int):
+        c = self.config
+        return mqar(split_rng(c.data_seed, split, index), n, context, pairs, c.vocab_size, c.power_a,
+                    c.random_non_queries)
+
+    def _batch(self, inputs: np.ndarray, targets: np.ndarray, context: int) -> dict:
+        return {"tokens": torch.from_numpy(inputs), "targets": torch.from_numpy(targets),
+                "lengths": torch.full((len(inputs),), context, dtype=torch.long)}
+
+    def train_batch(self, index: int) -> dict:
+        """Batch ``index`` of the fixed training set: epoch e = index // batches per epoch, in a permutation drawn
+        from (data seed, e); the set itself is generated once, in chunks of 1000 samples from their own seeds."""
+        c = self.config
+        if self._train is None:
+            chunks = [self._generate("train", i, min(1000, c.num_train - start), self.context, self.pairs)
+                      for i, start in enumerate(range(0, c.num_train, 1000))]
+            self._train = (np.concatenate([x for x, _ in chunks]), np.concatenate([y for _, y in chunks]))
+        per_epoch = max(1, c.num_train // self.batch_size)
+        epoch, position = divmod(index, per_epoch)
+        order = np.random.default_rng([c.data_seed, 1000 + epoch]).permutation(c.num_train)
+        rows = order[position * self.batch_size:(position + 1) * self.batch_size]
+        return self._batch(self._train[0][rows], self._train[1][rows], self.context)
+
+    def eval_batches(self, split: str) -> list[dict]:
+        c = self.config
+        batches = []
+        for k, context in enumerate(self.eval_contexts):
+            for start in range(0, c.num_eval, c.eval_batch_size):
+                size = min(c.eval_batch_size, c.num_eval - start)
+                inputs, targets = self._generate(split, 1000 * k + start // c.eval_batch_size, size, context,
+                                                 self.pairs)
+                batches.append(self._batch(inputs, targets, context))
+        return batches
+
+    def preview(self, n: int, length: int | None, seed: int) -> list[dict]:
+        c = self.config
+        context, pairs = (length, max(1, length // 16)) if length else (self.context, self.pairs)
+        check_setting(context, pairs)
+        inputs, targets = mqar(np.random.default_rng([seed, 99]), n, context, pairs, c.vocab_size, c.power_a,
+                               c.random_non_queries)
+        return [{"task": c.name, "length": int(context), "input": " ".join(map(str, x)),
+                 "target": " ".join(str(t) for t in y if t != IGNORE)} for x, y in zip(inputs, targets)]

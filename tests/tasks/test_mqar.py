@@ -1,0 +1,83 @@
+"""The MQAR generator: labels, key/value ranges, uniqueness, the power-law query gaps, seeds, batches."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tasks import IGNORE, InfeasibleSetting, build_task
+from tasks.mqar import MQARConfig, mqar
+
+
+@pytest.mark.parametrize("context, pairs", [(64, 4), (128, 8), (256, 16), (768, 48), (2048, 256), (16, 4)])
+def test_every_label_is_the_value_paired_with_the_queried_key(context, pairs):
+    V = 8192
+    inputs, targets = mqar(np.random.default_rng(0), 200, context, pairs, vocab=V)
+    assert inputs.shape == targets.shape == (200, context)
+    for x, y in zip(inputs, targets):
+        keys, values = x[0:2 * pairs:2], x[1:2 * pairs:2]
+        assert len(set(keys)) == pairs and len(set(values)) == pairs  # distinct within the sample
+        assert keys.min() >= 1 and keys.max() < V // 2 and values.min() >= V // 2 and values.max() < V
+        lookup = dict(zip(keys, values))
+        scored = np.flatnonzero(y != IGNORE)
+        assert len(scored) == pairs and (scored >= 2 * pairs).all() and ((scored - 2 * pairs) % 2 == 0).all()
+        assert sorted(x[scored]) == sorted(keys)  # each key queried exactly once
+        assert all(y[t] == lookup[x[t]] for t in scored)  # a lookup oracle scores 100 %
+        rest = np.setdiff1d(np.arange(2 * pairs, context), scored)
+        assert (x[rest] == 0).all()  # random_non_queries=False: zeros between the queries
+
+
+def test_query_gaps_follow_the_power_law():
+    """Query slots are K draws without replacement with p(i) ~ i^(a-1), a = 0.01: most queries land early, and the
+    inclusion frequency of each slot matches numpy's successive sampling (Zoology's own call) on the same p."""
+    context, pairs, n = 256, 16, 4000
+    inputs, targets = mqar(np.random.default_rng(1), n, context, pairs)
+    space = (context - 2 * pairs) // 2
+    slots = np.concatenate([(np.flatnonzero(y != IGNORE) - 2 * pairs) // 2 for y in targets])
+    ours = np.bincount(slots, minlength=space) / n  # inclusion frequency per slot
+    assert ours[: space // 4].sum() / pairs > 0.5  # most queries in the first quarter
+    p = np.arange(1, space + 1) ** (0.01 - 1.0)
+    rng = np.random.default_rng(2)
+    theirs = np.bincount(np.concatenate([rng.choice(space, pairs, replace=False, p=p / p.sum()) for _ in range(n)]),
+                         minlength=space) / n
+    assert np.abs(ours - theirs).max() < 0.04  # 4000 samples: binomial std <= 0.008 per slot
+
+
+def test_random_non_queries_fill_the_gaps():
+    inputs, targets = mqar(np.random.default_rng(2), 100, 128, 8, vocab=512, random_non_queries=True)
+    assert (inputs[:, 16:] != 0).mean() > 0.95
+
+
+def test_deterministic_per_seed_and_splits_disjoint():
+    a = mqar(np.random.default_rng([1, 0, 0]), 50, 64, 4)
+    b = mqar(np.random.default_rng([1, 0, 0]), 50, 64, 4)
+    assert all(np.array_equal(u, v) for u, v in zip(a, b))
+    task = build_task(MQARConfig(context_length=64, num_train=2000, num_eval=500, batch_size=100))
+    train = {tuple(r) for i in range(20) for r in task.train_batch(i)["tokens"].tolist()}
+    val = {tuple(r) for b in task.eval_batches("val") for r in b["tokens"].tolist()}
+    test = {tuple(r) for b in task.eval_batches("test") for r in b["tokens"].tolist()}
+    assert len(train) == 2000 and not (train & val) and not (val & test) and not (train & test)
+
+
+def test_epochs_reshuffle_the_same_training_set():
+    task = build_task(MQARConfig(context_length=64, num_train=400, batch_size=100))
+    epoch0 = [tuple(r) for i in range(4) for r in task.train_batch(i)["tokens"].tolist()]
+    epoch1 = [tuple(r) for i in range(4, 8) for r in task.train_batch(i)["tokens"].tolist()]
+    assert sorted(epoch0) == sorted(epoch1) and epoch0 != epoch1
+    assert task.max_steps(123) == 123
+    assert build_task(MQARConfig(context_length=64, num_train=1000, batch_size=100, epochs=3)).max_steps(1) == 30
+
+
+def test_paper_batch_sizes_and_learning_rate_rule():
+    assert build_task(MQARConfig(context_length=256)).batch_size == 256
+    small_batch = build_task(MQARConfig(context_length=2048, num_kv_pairs=48))
+    assert small_batch.batch_size == 24 and small_batch.lr_scale() == 0.1
+    assert build_task(MQARConfig(context_length=1024, num_kv_pairs=96)).lr_scale() == 1.0
+
+
+def test_extrapolation_contexts_and_infeasible_settings():
+    task = build_task(MQARConfig(context_length=64, num_kv_pairs=4, eval_context_lengths=[128], num_eval=40,
+                                 eval_batch_size=20))
+    contexts = [int(b["lengths"][0]) for b in task.eval_batches("val")]
+    assert contexts == [64, 64, 128, 128]
+    with pytest.raises(InfeasibleSetting, match="4 x the pairs"):
+        build_task(MQARConfig(context_length=768, num_kv_pairs=256))

@@ -29,10 +29,14 @@ else:
     BACKENDS["recurrent--triton"] = mlstm_recurrent_triton
 
 
-def resolve_backend(backend: str, device: torch.device) -> str:
-    """"auto" = chunkwise--triton on CUDA tensors when it is available, chunkwise--torch otherwise."""
+def resolve_backend(backend: str, device: torch.device, head_dims: tuple[int, int] = (64, 64),
+                    chunk_size: int = 64) -> str:
+    """"auto" = chunkwise--triton on CUDA tensors when it is installed and tiles these shapes (head dims 16..256,
+    chunk 16/32/64/128), chunkwise--torch otherwise."""
     if backend == "auto":
-        return "chunkwise--triton" if device.type == "cuda" and "chunkwise--triton" in BACKENDS else "chunkwise--torch"
+        triton_fits = ("chunkwise--triton" in BACKENDS and all(16 <= d <= 256 for d in head_dims)
+                       and chunk_size in (16, 32, 64, 128))
+        return "chunkwise--triton" if device.type == "cuda" and triton_fits else "chunkwise--torch"
     if backend not in BACKENDS:
         raise ValueError(f"unknown mLSTM backend {backend!r}; valid: auto, {', '.join(BACKENDS)}")
     return backend
@@ -45,7 +49,7 @@ def mlstm(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, igate: torch.Tensor
     if q.shape != k.shape or q.shape[:3] != v.shape[:3] or igate.shape != q.shape[:3] or fgate.shape != q.shape[:3]:
         raise ValueError(f"mlstm: shapes q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}, "
                          f"igate {tuple(igate.shape)}, fgate {tuple(fgate.shape)} do not fit (B, NH, S, D)")
-    fn = BACKENDS[resolve_backend(backend, q.device)]
+    fn = BACKENDS[resolve_backend(backend, q.device, (q.shape[-1], v.shape[-1]), chunk_size)]
     return fn(q, k, v, igate, fgate, chunk_size=chunk_size, eps=eps, initial_state=initial_state,
               return_last_state=return_last_state)
 

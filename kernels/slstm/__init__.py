@@ -22,10 +22,11 @@ else:
     BACKENDS["triton"] = slstm_triton
 
 
-def resolve_backend(backend: str, device: torch.device) -> str:
-    """"auto" = triton on CUDA tensors when it is available, torch otherwise."""
+def resolve_backend(backend: str, device: torch.device, head_dim: int = 64) -> str:
+    """"auto" = triton on CUDA tensors when it is installed and tiles the head dim (16..256), torch otherwise."""
     if backend == "auto":
-        return "triton" if device.type == "cuda" and "triton" in BACKENDS else "torch"
+        fits = "triton" in BACKENDS and 16 <= head_dim <= 256
+        return "triton" if device.type == "cuda" and fits else "torch"
     if backend not in BACKENDS:
         raise ValueError(f"unknown sLSTM backend {backend!r}; valid: auto, {', '.join(BACKENDS)}")
     return backend
@@ -38,7 +39,7 @@ def slstm_forward(x: torch.Tensor, R: torch.Tensor, b: torch.Tensor, *, backend:
     if G != 4 or R.shape != (4, NH, DH, DH) or b.shape != (4, NH, DH):
         raise ValueError(f"slstm: shapes x {tuple(x.shape)}, R {tuple(R.shape)}, b {tuple(b.shape)} do not fit "
                          "x (B, S, 4, NH, DH), R (4, NH, DH, DH), b (4, NH, DH)")
-    fn = BACKENDS[resolve_backend(backend, x.device)]
+    fn = BACKENDS[resolve_backend(backend, x.device, DH)]
     return fn(x, R, b, initial_state=initial_state, return_last_state=return_last_state,
               recurrent_grad_clip=recurrent_grad_clip)
 

@@ -132,6 +132,8 @@ def test_auto_picks_triton_only_on_cuda():
 
     assert resolve_backend("auto", torch.device("cpu")) == "chunkwise--torch"
     assert resolve_backend("auto", torch.device("cuda")) == "chunkwise--triton"
+    assert resolve_backend("auto", torch.device("cuda"), (8, 8)) == "chunkwise--torch"  # too small to tile
+    assert resolve_backend("auto", torch.device("cuda"), chunk_size=48) == "chunkwise--torch"
 
 
 @pytest.mark.slow

@@ -115,3 +115,11 @@ def test_gpu_matches_the_loop(B, S, NH, DH, dtype):
         assert_close(name, r, o, ratio)
     for name, r, o in zip(["dx", "dR", "db", "dh0", "dc0", "dn0"], g_ref, g_out):
         assert_close(name, r, o, ratio)
+
+
+def test_auto_picks_triton_only_on_cuda_for_tileable_heads():
+    from kernels.slstm import resolve_backend
+
+    assert resolve_backend("auto", torch.device("cpu"), 64) == "torch"
+    assert resolve_backend("auto", torch.device("cuda"), 192) == "triton"
+    assert resolve_backend("auto", torch.device("cuda"), 4) == "torch"

@@ -13,10 +13,11 @@ def rescale(acc: float, random_baseline: float) -> float:
 
 
 class AccuracyByLength(Metric):
-    """Accuracy over scored positions (targets != IGNORE), binned by each sample's length.
+    """Accuracy over scored positions (targets != IGNORE), binned by each sample's length (``batch["lengths"]``).
 
     Per length L: correct answer tokens / answer tokens of the samples of length L. Counts are summed across
-    processes, so the result is the same under DDP.
+    processes, so the result is the same under DDP. ``compute`` gives ``acc@L`` per length; tasks subclass it to
+    add their summary (``summarize``).
     """
 
     full_state_update = False
@@ -27,14 +28,19 @@ class AccuracyByLength(Metric):
         self.add_state("correct", torch.zeros(max_length + 1, dtype=torch.long), dist_reduce_fx="sum")
         self.add_state("total", torch.zeros(max_length + 1, dtype=torch.long), dist_reduce_fx="sum")
 
-    def update(self, predictions: torch.Tensor, targets: torch.Tensor, lengths: torch.Tensor) -> None:
+    def update(self, predictions: torch.Tensor, batch: dict) -> None:
         # predictions (B, S) (read only where scored), targets (B, S), lengths (B,)
+        targets = batch["targets"]
         scored = targets != IGNORE
         hits = (predictions == targets) & scored
-        lengths = lengths.clamp(max=self.max_length)
+        lengths = batch["lengths"].clamp(max=self.max_length)
         self.correct.index_add_(0, lengths, hits.sum(1))
         self.total.index_add_(0, lengths, scored.sum(1))
 
-    def compute(self) -> dict[int, float]:
+    def compute(self) -> dict[str, float]:
         seen = torch.nonzero(self.total).flatten().tolist()
-        return {n: (self.correct[n] / self.total[n]).item() for n in seen}
+        per_length = {n: (self.correct[n] / self.total[n]).item() for n in seen}
+        return {**{f"acc@{n}": a for n, a in per_length.items()}, **self.summarize(per_length)}
+
+    def summarize(self, per_length: dict[int, float]) -> dict[str, float]:
+        return {}

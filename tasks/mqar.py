@@ -18,7 +18,6 @@ from typing import Optional
 
 import numpy as np
 import torch
-from torchmetrics import Metric
 
 from .base import IGNORE, InfeasibleSetting, SyntheticTask, TaskConfig, split_rng
 from .metrics import AccuracyByLength
@@ -86,29 +85,15 @@ class MQARConfig(TaskConfig):
     epochs: Optional[int] = None  # when set, train for epochs x (num_train / batch) steps instead of trainer.max_steps
 
 
-class MQARMetrics(Metric):
-    """Accuracy on the query positions per evaluated context length; ``acc`` is the training setting's."""
-
-    full_state_update = False
+class MQARMetrics(AccuracyByLength):
+    """Accuracy on the query positions per evaluated context length; ``acc`` is the training context's."""
 
     def __init__(self, max_context: int, train_context: int):
-        super().__init__()
-        self.by_context = AccuracyByLength(max_context)
+        super().__init__(max_context)
         self.train_context = train_context
 
-    def update(self, predictions: torch.Tensor, batch: dict) -> None:
-        self.by_context.update(predictions, batch["targets"], batch["lengths"])
-
-    def compute(self) -> dict[str, float]:
-        per_context = self.by_context.compute()
-        out = {f"acc@{t}": a for t, a in per_context.items()}
-        if self.train_context in per_context:
-            out["acc"] = per_context[self.train_context]
-        return out
-
-    def reset(self) -> None:
-        super().reset()
-        self.by_context.reset()
+    def summarize(self, per_length: dict[int, float]) -> dict[str, float]:
+        return {"acc": per_length[self.train_context]} if self.train_context in per_length else {}
 
 
 class MQARTask(SyntheticTask):

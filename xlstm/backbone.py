@@ -23,6 +23,8 @@ class Backbone(nn.Module):
 
     config_class: ClassVar[type[BackboneConfig]] = BackboneConfig
     paper_name: ClassVar[str] = ""
+    # the paper's sizes: "125M" -> config fields (embedding_dim, num_blocks, ...); vocab 50304 is added
+    paper_sizes: ClassVar[dict[str, dict]] = {}
 
     @classmethod
     def paper_label(cls, name: str) -> str:
@@ -32,7 +34,10 @@ class Backbone(nn.Module):
     @classmethod
     def sized_config(cls, name: str, size: str) -> BackboneConfig:
         """The config of registry entry ``name`` at a paper size ("125M", "350M", ...)."""
-        raise ValueError(f"no paper sizes are defined for model {name!r}")
+        if size not in cls.paper_sizes:
+            valid = ", ".join(cls.paper_sizes) or "none"
+            raise ValueError(f"unknown size {size!r} for model {name!r}; paper sizes: {valid}")
+        return cls.config_class(name=name, vocab_size=50304, **cls.paper_sizes[size])
 
     def __init__(self, config: BackboneConfig):
         super().__init__()

@@ -12,6 +12,7 @@ from typing import Callable
 import matplotlib
 
 matplotlib.use("Agg")  # before any pyplot import: tables are drawn headless
+import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
@@ -23,6 +24,22 @@ class Artefact:
     table: pd.DataFrame
     markdown: str
     figures: dict[str, Callable[[Path], None]] = field(default_factory=dict)
+
+
+def panel_grid(count: int, cols: int, size: tuple[float, float]) -> tuple[plt.Figure, list]:
+    """A figure with ``count`` panels, ``cols`` per row (unused cells hidden)."""
+    cols = min(cols, max(1, count))
+    rows = -(-max(1, count) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(size[0] * cols, size[1] * rows), squeeze=False)
+    for ax in list(axes.flat)[count:]:
+        ax.axis("off")
+    return fig, list(axes.flat)[:count]
+
+
+def save_figure(fig: plt.Figure, path: Path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=120, metadata=PNG_METADATA)
+    plt.close(fig)
 
 
 def provenance(records: list[dict]) -> str:

@@ -8,7 +8,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from . import PNG_METADATA, Artefact, best_by_validation, cell, model_label, model_sort_key, provenance
+from . import (Artefact, best_by_validation, cell, model_label, model_sort_key, panel_grid, provenance,
+               save_figure)
 
 
 def formal_languages(records: list[dict], paper_dir: Path) -> Artefact:
@@ -100,17 +101,13 @@ def _heatmap(table: pd.DataFrame, models: list[str], tasks: list[str], levels: l
                 ax.axvline(j - 0.5, color="black", linewidth=1)
             start = j
     ax.set_title("Formal languages: rescaled test accuracy", fontsize=10, pad=18)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120, metadata=PNG_METADATA)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def _length_curves(by_length: pd.DataFrame, path: Path) -> None:
     tasks = sorted(by_length.task.unique())
-    cols = min(4, max(1, len(tasks)))
-    rows = -(-max(1, len(tasks)) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.8 * rows), squeeze=False)
-    for ax, task in zip(axes.flat, tasks):
+    fig, axes = panel_grid(len(tasks), 4, (3.6, 2.8))
+    for ax, task in zip(axes, tasks):
         for (_, model), sub in by_length[by_length.task == task].groupby(["order", "model"]):
             ax.plot(sub.length, sub.acc_scaled, marker=".", label=model)
         ax.set_title(task, fontsize=9)
@@ -118,8 +115,4 @@ def _length_curves(by_length: pd.DataFrame, path: Path) -> None:
         ax.set_ylabel("rescaled accuracy", fontsize=8)
         ax.set_ylim(-0.15, 1.05)
         ax.legend(fontsize=6)
-    for ax in list(axes.flat)[len(tasks):]:
-        ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120, metadata=PNG_METADATA)
-    plt.close(fig)
+    save_figure(fig, path)

@@ -9,11 +9,10 @@ from __future__ import annotations
 from functools import partial
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from . import PNG_METADATA, Artefact, best_by_validation, model_label, model_sort_key, provenance
+from . import Artefact, best_by_validation, model_label, model_sort_key, panel_grid, provenance, save_figure
 
 TITLES = {
     "mqar": "MQAR, experiment 1 (Figure 14): Zoology's settings",
@@ -79,10 +78,8 @@ def mqar_table(records: list[dict], paper_dir: Path, experiment: str) -> Artefac
 
 
 def _plot(table: pd.DataFrame, settings: list[tuple[int, int, int]], path: Path) -> None:
-    cols = min(3, len(settings))
-    rows = -(-len(settings) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.8 * cols, 3.0 * rows), squeeze=False)
-    for ax, (context, pairs, eval_context) in zip(axes.flat, settings):
+    fig, axes = panel_grid(len(settings), 3, (3.8, 3.0))
+    for ax, (context, pairs, eval_context) in zip(axes, settings):
         sub = table[(table.context == context) & (table.pairs == pairs) & (table.eval_context == eval_context)]
         for label in dict.fromkeys(sub.model_label):
             line = sub[sub.model_label == label].sort_values("width")
@@ -94,11 +91,7 @@ def _plot(table: pd.DataFrame, settings: list[tuple[int, int, int]], path: Path)
         ax.set_xlabel("model dimension", fontsize=8)
         ax.set_ylabel("accuracy", fontsize=8)
         ax.legend(fontsize=6)
-    for ax in list(axes.flat)[len(settings):]:
-        ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120, metadata=PNG_METADATA)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 mqar = partial(mqar_table, experiment="mqar")

@@ -52,6 +52,26 @@ def fwd_and_fwd_bwd(run: Callable[[], torch.Tensor], leaves: list[torch.Tensor])
     return fwd, bench_ms(both)
 
 
+def measure(run: Callable[[], torch.Tensor], leaves: list[torch.Tensor]) -> dict:
+    """fwd_ms, fwd_bwd_ms and a status; a competitor that fails (out of memory, an unsupported size) is recorded as
+    such and the sweep goes on."""
+    import math
+
+    try:
+        fwd, both = fwd_and_fwd_bwd(run, leaves)
+        return {"fwd_ms": round(fwd, 4), "fwd_bwd_ms": round(both, 4), "status": "ok"}
+    except Exception as err:
+        torch.cuda.empty_cache()
+        message = str(err).splitlines()[0][:120] if str(err) else ""
+        return {"fwd_ms": math.nan, "fwd_bwd_ms": math.nan, "status": f"failed: {type(err).__name__}: {message}"}
+
+
+def provenance(gpu: str) -> dict:
+    import triton
+
+    return {"gpu": gpu, "torch": torch.__version__, "triton": triton.__version__, "commit": commit()}
+
+
 def write_csv(rows: list[dict], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fields = list(dict.fromkeys(k for row in rows for k in row))

@@ -5,16 +5,14 @@ and TFLA (mlstm-kernels' chunkwise--triton_xl_chunk) when installed."""
 from __future__ import annotations
 
 import argparse
-import math
 import time
 from pathlib import Path
 
 import torch
-import triton
 
 from kernels.mlstm import mlstm
 
-from .common import ROOT, commit, fwd_and_fwd_bwd, gpu_slug, require_cuda, write_csv
+from .common import ROOT, gpu_slug, measure, provenance, require_cuda, write_csv
 
 TOKENS = 65536
 
@@ -57,16 +55,8 @@ def main(argv: list[str] | None = None) -> int:
         for S in a.seq:
             B = max(1, TOKENS // S)
             for name, run, leaves in _competitors(B, 16, S, DK, 256, torch.bfloat16):
-                try:
-                    fwd, both = fwd_and_fwd_bwd(run, leaves)
-                    status = "ok"
-                except Exception as err:  # e.g. out of memory for the torch form: record it, go on
-                    fwd = both = math.nan
-                    status = f"failed: {type(err).__name__}: {str(err).splitlines()[0][:120]}"
-                    torch.cuda.empty_cache()
                 rows.append({"kernel": name, "S": S, "B": B, "NH": 16, "DK": DK, "DV": 256, "dtype": "bf16",
-                             "fwd_ms": round(fwd, 4), "fwd_bwd_ms": round(both, 4), "status": status, "gpu": gpu,
-                             "torch": torch.__version__, "triton": triton.__version__, "commit": commit()})
+                             **measure(run, leaves), **provenance(gpu)})
                 print(rows[-1], flush=True)
     write_csv(rows, Path(a.out) if a.out else ROOT / "results" / "kernels" / f"mlstm_{gpu_slug(gpu)}.csv")
     print(f"{time.time() - start:.0f} s")

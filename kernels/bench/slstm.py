@@ -4,17 +4,15 @@ triton_fused and cuda_fused backends when the flashrnn package is installed."""
 from __future__ import annotations
 
 import argparse
-import math
 import time
 from pathlib import Path
 
 import torch
-import triton
 
 from kernels.slstm import slstm
 from kernels.slstm.reference import slstm_step, zero_state
 
-from .common import ROOT, commit, fwd_and_fwd_bwd, gpu_slug, require_cuda, write_csv
+from .common import ROOT, gpu_slug, measure, provenance, require_cuda, write_csv
 
 
 def _compiled_loop():
@@ -61,16 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     for DH in a.head_dim:
         for B in a.batch:
             for name, run, leaves in _competitors(B, a.seq, 4, DH, torch.bfloat16):
-                try:
-                    fwd, both = fwd_and_fwd_bwd(run, leaves)
-                    status = "ok"
-                except Exception as err:  # a peer that does not support this size: record it, go on
-                    fwd = both = math.nan
-                    status = f"failed: {type(err).__name__}: {str(err).splitlines()[0][:120] if str(err) else ''}"
-                    torch.cuda.empty_cache()
                 rows.append({"kernel": name, "B": B, "S": a.seq, "NH": 4, "DH": DH, "dtype": "bf16",
-                             "fwd_ms": round(fwd, 4), "fwd_bwd_ms": round(both, 4), "status": status, "gpu": gpu,
-                             "torch": torch.__version__, "triton": triton.__version__, "commit": commit()})
+                             **measure(run, leaves), **provenance(gpu)})
                 print(rows[-1], flush=True)
     write_csv(rows, Path(a.out) if a.out else ROOT / "results" / "kernels" / f"slstm_{gpu_slug(gpu)}.csv")
     print(f"{time.time() - start:.0f} s")

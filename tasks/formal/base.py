@@ -19,7 +19,6 @@ from typing import Callable
 
 import numpy as np
 import torch
-from torchmetrics import Metric
 
 from ..base import IGNORE, SyntheticTask, TaskConfig, split_rng
 from ..metrics import AccuracyByLength, rescale
@@ -59,33 +58,19 @@ class FormalTaskConfig(TaskConfig):
     eval_samples_per_length: int = 32
 
 
-class FormalMetrics(Metric):
-    """Accuracy per evaluation length, its mean over lengths, and the rescaled versions."""
-
-    full_state_update = False
+class FormalMetrics(AccuracyByLength):
+    """Accuracy per evaluation length and rescaled; ``acc`` and ``acc_scaled`` are the means over lengths."""
 
     def __init__(self, max_length: int, random_baseline: float):
-        super().__init__()
-        self.by_length = AccuracyByLength(max_length)
+        super().__init__(max_length)
         self.random_baseline = random_baseline
 
-    def update(self, predictions: torch.Tensor, batch: dict) -> None:
-        self.by_length.update(predictions, batch["targets"], batch["lengths"])
-
-    def compute(self) -> dict[str, float]:
-        per_length = self.by_length.compute()
-        out: dict[str, float] = {}
+    def summarize(self, per_length: dict[int, float]) -> dict[str, float]:
+        out = {f"acc_scaled@{n}": rescale(a, self.random_baseline) for n, a in per_length.items()}
         if per_length:
             acc = float(np.mean(list(per_length.values())))
-            out = {"acc": acc, "acc_scaled": rescale(acc, self.random_baseline)}
-        for n, a in per_length.items():
-            out[f"acc@{n}"] = a
-            out[f"acc_scaled@{n}"] = rescale(a, self.random_baseline)
+            out.update(acc=acc, acc_scaled=rescale(acc, self.random_baseline))
         return out
-
-    def reset(self) -> None:
-        super().reset()
-        self.by_length.reset()
 
 
 def layout(x: np.ndarray, y: np.ndarray, query: int | None) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -22,7 +22,8 @@ def test_model_option_builds_and_runs(tmp_path, option):
 
 @pytest.mark.parametrize("option", options("task"))
 def test_task_option_builds_batches(tmp_path, option):
-    cfg = compose_cfg(tmp_path, f"task={option}", "task.batch_size=4")
+    small = ["task.num_train=64", "task.num_eval=8"] if option == "mqar" else []  # its default set is 100k
+    cfg = compose_cfg(tmp_path, f"task={option}", "task.batch_size=4", *small)
     task = tasks.build_task(OmegaConf.to_object(cfg.task))
     batch = task.train_batch(0)
     assert batch["tokens"].shape[0] == 4 and batch["tokens"].max() < task.vocab_size
@@ -61,9 +62,9 @@ def test_logger_option_instantiates(tmp_path, option):
 @pytest.mark.parametrize("scale", options("scale"))
 def test_experiment_grid_names_are_valid(tmp_path, experiment, scale):
     grid = grid_points(tmp_path, experiment, scale)
-    assert {"model", "task"} <= set(grid), f"{experiment}/{scale} must sweep model and task"
+    assert "model" in grid, f"{experiment}/{scale} must sweep the models"
     for group in ("model", "task"):
-        for choice in grid[group]:
+        for choice in grid.get(group, []):
             assert choice in options(group), f"{experiment}/{scale}: unknown {group} {choice!r}"
     cfg = compose_cfg(tmp_path, f"experiment={experiment}", f"scale={scale}")
     assert cfg.experiment == experiment and cfg.scale.name == scale

@@ -72,7 +72,7 @@ def test_resume_after_kill_gives_identical_metrics(tmp_path):
 
 
 def test_killed_multirun_keeps_finished_records_and_rerun_skips_them(tmp_path):
-    args = ["experiment=formal_languages", "scale=smoke", "model=lstm", "seed=0,1,2", "trainer.max_steps=150",
+    args = ["experiment=formal_languages", "scale=smoke", "model=lstm", "task=parity", "seed=0,1,2", "trainer.max_steps=150",
             "task.batch_size=64"]
     proc = _popen(tmp_path, *args)
     runs = tmp_path / "results" / "formal_languages" / "runs"
@@ -125,7 +125,7 @@ def test_nan_loss_stops_with_one_line_and_keeps_last_good_checkpoint(tmp_path, m
 
 
 def test_ddp_two_cpu_processes_train_one_smoke_point(tmp_path):
-    proc = cli(tmp_path, "experiment=formal_languages", "scale=smoke", "model=lstm", "trainer=ddp",
+    proc = cli(tmp_path, "experiment=formal_languages", "scale=smoke", "model=lstm", "task=parity", "trainer=ddp",
                "trainer.accelerator=cpu", "trainer.devices=2", "trainer.precision=32-true", timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     (record,) = _records(tmp_path, "formal_languages")

@@ -22,8 +22,8 @@ def test_accuracy_by_length_bins_scored_positions():
     metric = AccuracyByLength(max_length=10)
     targets = torch.tensor([[IGNORE, 1], [IGNORE, 2], [2, 1]])
     preds = [[0, 1], [0, 1], [2, 2]]  # sample 0 right, sample 1 wrong, sample 2 one of two right
-    metric.update(_predictions(preds), targets, torch.tensor([2, 2, 5]))
-    assert metric.compute() == {2: 0.5, 5: 0.5}
+    metric.update(_predictions(preds), {"targets": targets, "lengths": torch.tensor([2, 2, 5])})
+    assert metric.compute() == {"acc@2": 0.5, "acc@5": 0.5}
 
 
 def test_formal_metrics_mean_over_lengths_then_rescale():

@@ -31,12 +31,7 @@ class LSTM(Backbone):
 
     config_class = LSTMConfig
     paper_name = "LSTM"
-
-    @classmethod
-    def sized_config(cls, name: str, size: str) -> LSTMConfig:
-        if size != "350M":
-            raise ValueError(f"{name} has one paper size, 350M (Table 2: 24 layers of width 1536)")
-        return LSTMConfig(name=name, embedding_dim=1536, num_blocks=24, vocab_size=50304)
+    paper_sizes = {"350M": dict(embedding_dim=1536, num_blocks=24)}  # Table 2, top: 607.8M
 
     def __init__(self, config: LSTMConfig):
         super().__init__(config)
@@ -67,13 +62,8 @@ class LSTMBlock(Backbone):
 
     config_class = LSTMBlockConfig
     paper_name = "LSTM (Block)"
-
-    @classmethod
-    def sized_config(cls, name: str, size: str) -> LSTMBlockConfig:
-        if size != "350M":
-            raise ValueError(f"{name} has one paper size, 350M (Table 2: 24 post-up-projection blocks of width 1024)")
-        return LSTMBlockConfig(name=name, embedding_dim=1024, num_blocks=24, vocab_size=50304, ffn_gated=False,
-                               ffn_proj_factor=4.0)
+    # Table 2, top ("+ up-projection backbone"): 24 blocks of width 1024, non-gated GeLU FFN x4, 505.9M
+    paper_sizes = {"350M": dict(embedding_dim=1024, num_blocks=24, ffn_gated=False, ffn_proj_factor=4.0)}
 
     def __init__(self, config: LSTMBlockConfig):
         super().__init__(config)

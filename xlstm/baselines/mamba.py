@@ -19,8 +19,6 @@ from ..backbone import Backbone
 from ..components import CausalConv1d, ResidualStack
 from ..config import BackboneConfig
 
-# Table 7: size -> (embedding dim, blocks)
-MAMBA_SIZES = {"125M": (768, 24), "350M": (1024, 48), "760M": (1536, 48), "1.3B": (2048, 48), "2.7B": (2560, 64)}
 
 
 @dataclass
@@ -159,17 +157,14 @@ class Mamba(Backbone):
 
     config_class = MambaConfig
     paper_name = "Mamba"
+    paper_sizes = {size: dict(embedding_dim=d, num_blocks=n) for size, (d, n) in  # Table 7
+                   {"125M": (768, 24), "350M": (1024, 48), "760M": (1536, 48), "1.3B": (2048, 48),
+                    "2.7B": (2560, 64)}.items()}
 
     @classmethod
     def paper_label(cls, name: str) -> str:
         return "Mamba (noWT)" if name == "mamba_nowt" else "Mamba"
 
-    @classmethod
-    def sized_config(cls, name: str, size: str) -> MambaConfig:
-        if size not in MAMBA_SIZES:
-            raise ValueError(f"unknown size {size!r} for {name}; valid: {', '.join(MAMBA_SIZES)}")
-        dim, blocks = MAMBA_SIZES[size]
-        return MambaConfig(name=name, embedding_dim=dim, num_blocks=blocks, vocab_size=50304)
 
     def __init__(self, config: MambaConfig):
         super().__init__(config)

@@ -18,8 +18,6 @@ from ..backbone import Backbone
 from ..components import ResidualStack
 from ..config import BackboneConfig
 
-# Table 7: size -> (embedding dim, blocks)
-RWKV4_SIZES = {"125M": (768, 12), "350M": (1024, 24), "760M": (1536, 24), "1.3B": (2048, 24), "2.7B": (2560, 32)}
 
 WKVState = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # a, b, p, each (B, D)
 
@@ -128,13 +126,9 @@ class _RWKV4Block(nn.Module):
 class RWKV4(Backbone):
     config_class = RWKV4Config
     paper_name = "RWKV-4"
-
-    @classmethod
-    def sized_config(cls, name: str, size: str) -> RWKV4Config:
-        if size not in RWKV4_SIZES:
-            raise ValueError(f"unknown size {size!r} for {name}; valid: {', '.join(RWKV4_SIZES)}")
-        dim, blocks = RWKV4_SIZES[size]
-        return RWKV4Config(name=name, embedding_dim=dim, num_blocks=blocks, vocab_size=50304)
+    paper_sizes = {size: dict(embedding_dim=d, num_blocks=n) for size, (d, n) in  # Table 7
+                   {"125M": (768, 12), "350M": (1024, 24), "760M": (1536, 24), "1.3B": (2048, 24),
+                    "2.7B": (2560, 32)}.items()}
 
     def __init__(self, config: RWKV4Config):
         super().__init__(config)

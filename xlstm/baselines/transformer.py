@@ -16,12 +16,18 @@ from ..backbone import Backbone
 from ..components import ResidualStack
 from ..config import BackboneConfig
 
-# Table 7 (Llama) and the GPT-3 paper's family (GPT-3 rows of the xLSTM paper use its 350M size):
+
+
+def _sizes(table: dict[str, tuple[int, int, int]]) -> dict[str, dict]:
+    return {size: dict(embedding_dim=d, num_blocks=n, num_heads=h) for size, (d, n, h) in table.items()}
+
+
+# Table 7 (Llama) and the GPT-3 paper's family (the xLSTM paper's GPT-3 rows use its 350M size):
 # size -> (embedding dim, blocks, heads)
-LLAMA_SIZES = {"125M": (768, 12, 12), "350M": (1024, 24, 16), "760M": (1536, 24, 16), "1.3B": (2048, 24, 16),
-               "2.7B": (2560, 32, 32)}
-GPT3_SIZES = {"125M": (768, 12, 12), "350M": (1024, 24, 16), "760M": (1536, 24, 16), "1.3B": (2048, 24, 32),
-              "2.7B": (2560, 32, 32)}
+LLAMA_SIZES = _sizes({"125M": (768, 12, 12), "350M": (1024, 24, 16), "760M": (1536, 24, 16),
+                      "1.3B": (2048, 24, 16), "2.7B": (2560, 32, 32)})
+GPT3_SIZES = _sizes({"125M": (768, 12, 12), "350M": (1024, 24, 16), "760M": (1536, 24, 16),
+                     "1.3B": (2048, 24, 32), "2.7B": (2560, 32, 32)})
 
 
 @dataclass
@@ -134,13 +140,7 @@ class GeLUMLP(nn.Module):
 class Llama(_Transformer):
     config_class = LlamaConfig
     paper_name = "Llama"
-
-    @classmethod
-    def sized_config(cls, name: str, size: str) -> LlamaConfig:
-        if size not in LLAMA_SIZES:
-            raise ValueError(f"unknown size {size!r} for {name}; valid: {', '.join(LLAMA_SIZES)}")
-        dim, blocks, heads = LLAMA_SIZES[size]
-        return LlamaConfig(name=name, embedding_dim=dim, num_blocks=blocks, num_heads=heads, vocab_size=50304)
+    paper_sizes = LLAMA_SIZES
 
     def __init__(self, config: LlamaConfig):
         super().__init__(config)
@@ -156,13 +156,7 @@ class Llama(_Transformer):
 class GPT3(_Transformer):
     config_class = GPT3Config
     paper_name = "GPT-3"
-
-    @classmethod
-    def sized_config(cls, name: str, size: str) -> GPT3Config:
-        if size not in GPT3_SIZES:
-            raise ValueError(f"unknown size {size!r} for {name}; valid: {', '.join(GPT3_SIZES)}")
-        dim, blocks, heads = GPT3_SIZES[size]
-        return GPT3Config(name=name, embedding_dim=dim, num_blocks=blocks, num_heads=heads, vocab_size=50304)
+    paper_sizes = GPT3_SIZES
 
     def __init__(self, config: GPT3Config):
         super().__init__(config)

@@ -43,7 +43,9 @@ def _run(backend, inputs, state, dtype, clip=None):
     return (h, *last), grads
 
 
-CASES = [(2, 7, 2, 16, False), (3, 5, 1, 20, True), (1, 9, 1, 32, True), (17, 3, 1, 16, False)]
+# DH 72 and 192 take several 64-unit tiles of R per step (the last one partly masked); 192 is the paper's 125M head
+CASES = [(2, 7, 2, 16, False), (3, 5, 1, 20, True), (1, 9, 1, 32, True), (17, 3, 1, 16, False), (2, 4, 1, 72, True),
+         (1, 3, 1, 192, False)]
 
 
 @pytest.mark.parametrize("B, S, NH, DH, carried", CASES,

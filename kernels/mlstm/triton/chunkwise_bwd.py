@@ -17,7 +17,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from .chunkwise_fwd import segment_sums
+from .chunkwise_fwd import qk_tile, segment_sums, state_tile
 
 
 @triton.jit
@@ -27,12 +27,8 @@ def chunk_states_bwd(Q, LOGF, M_T, C_ST, N_ST, M_ST, DNUM, DDEN, DC_LAST, DN_LAS
     bh = tl.program_id(0)
     pk = tl.program_id(1)
     pv = tl.program_id(2)
-    ok = pk * BK + tl.arange(0, BK)
-    ov = pv * BV + tl.arange(0, BV)
+    ok, ov, mk, mv, tile, tile_mask = state_tile(pk, pv, DK, DV, BK, BV)
     ol = tl.arange(0, L)
-    mk, mv = ok < DK, ov < DV
-    tile = ok[:, None] * DV + ov[None, :]
-    tile_mask = mk[:, None] & mv[None, :]
     dc = tl.load(DC_LAST + bh * DK * DV + tile, mask=tile_mask, other=0.0)
     dn = tl.load(DN_LAST + bh * DK + ok, mask=mk, other=0.0)
     for j in range(0, NC):
@@ -92,11 +88,7 @@ def chunk_grads(Q, K, V, LOGF, IG, M_T, C_ST, N_ST, M_ST, DNUM, DDEN, DC_END, DN
     qn = tl.zeros([L], dtype=tl.float32)
     kdn = tl.zeros([L], dtype=tl.float32)
     for kt in range(0, NK):
-        ok = kt * BK + tl.arange(0, BK)
-        mk = ok < DK
-        rows = (bh * S + pos[:, None]) * DK + ok[None, :]
-        qq = tl.load(Q + rows, mask=valid[:, None] & mk[None, :], other=0.0).to(tl.float32) * scale
-        kk = tl.load(K + rows, mask=valid[:, None] & mk[None, :], other=0.0).to(tl.float32)
+        ok, mk, _, _, qq, kk = qk_tile(Q, K, bh, S, DK, pos, valid, kt, scale, BK)
         scores += tl.dot(qq, tl.trans(kk), input_precision=PREC)
         qn += tl.sum(qq * tl.load(N_ST + state * DK + ok, mask=mk, other=0.0)[None, :], axis=1)
         kdn += tl.sum(kk * tl.load(DN_END + end * DK + ok, mask=mk, other=0.0)[None, :], axis=1)
@@ -117,13 +109,8 @@ def chunk_grads(Q, K, V, LOGF, IG, M_T, C_ST, N_ST, M_ST, DNUM, DDEN, DC_END, DN
         qc = tl.zeros([L, BV], dtype=tl.float32)
         kdc = tl.zeros([L, BV], dtype=tl.float32)
         for kt in range(0, NK):
-            ok = kt * BK + tl.arange(0, BK)
-            mk = ok < DK
-            rows = (bh * S + pos[:, None]) * DK + ok[None, :]
-            qq = tl.load(Q + rows, mask=valid[:, None] & mk[None, :], other=0.0).to(tl.float32) * scale
-            kk = tl.load(K + rows, mask=valid[:, None] & mk[None, :], other=0.0).to(tl.float32)
-            tile = ok[:, None] * DV + ov[None, :]
-            tile_mask = mk[:, None] & mv[None, :]
+            _, _, _, _, qq, kk = qk_tile(Q, K, bh, S, DK, pos, valid, kt, scale, BK)
+            _, _, _, _, tile, tile_mask = state_tile(kt, vt, DK, DV, BK, BV)
             qc += tl.dot(qq, tl.load(C_ST + state * DK * DV + tile, mask=tile_mask, other=0.0), input_precision=PREC)
             kdc += tl.dot(kk, tl.load(DC_END + end * DK * DV + tile, mask=tile_mask, other=0.0),
                           input_precision=PREC)
@@ -136,12 +123,7 @@ def chunk_grads(Q, K, V, LOGF, IG, M_T, C_ST, N_ST, M_ST, DNUM, DDEN, DC_END, DN
 
     # dq and dk over the DK tiles
     for kt in range(0, NK):
-        ok = kt * BK + tl.arange(0, BK)
-        mk = ok < DK
-        rows = (bh * S + pos[:, None]) * DK + ok[None, :]
-        qmask = valid[:, None] & mk[None, :]
-        qq = tl.load(Q + rows, mask=qmask, other=0.0).to(tl.float32) * scale
-        kk = tl.load(K + rows, mask=qmask, other=0.0).to(tl.float32)
+        ok, mk, rows, qmask, qq, kk = qk_tile(Q, K, bh, S, DK, pos, valid, kt, scale, BK)
         dq_inter = dden[:, None] * tl.load(N_ST + state * DK + ok, mask=mk, other=0.0)[None, :]
         dk_inter = tl.zeros([L, BK], dtype=tl.float32) + tl.load(DN_END + end * DK + ok, mask=mk, other=0.0)[None, :]
         for vt in range(0, NV):
@@ -149,8 +131,7 @@ def chunk_grads(Q, K, V, LOGF, IG, M_T, C_ST, N_ST, M_ST, DNUM, DDEN, DC_END, DN
             mv = ov < DV
             vrows = (bh * S + pos[:, None]) * DV + ov[None, :]
             vmask = valid[:, None] & mv[None, :]
-            tile = ok[:, None] * DV + ov[None, :]
-            tile_mask = mk[:, None] & mv[None, :]
+            _, _, _, _, tile, tile_mask = state_tile(kt, vt, DK, DV, BK, BV)
             dnum = tl.load(DNUM + vrows, mask=vmask, other=0.0)
             vv = tl.load(V + vrows, mask=vmask, other=0.0).to(tl.float32)
             c_start = tl.load(C_ST + state * DK * DV + tile, mask=tile_mask, other=0.0)

@@ -26,27 +26,40 @@ def segment_sums(lf, ig, L: tl.constexpr):
 
 
 @triton.jit
+def state_tile(pk, pv, DK, DV, BK: tl.constexpr, BV: tl.constexpr):
+    """Tile (pk, pv) of a (DK, DV) state: DK and DV offsets, their masks, flat offsets (BK, BV) and their mask."""
+    ok = pk * BK + tl.arange(0, BK)
+    ov = pv * BV + tl.arange(0, BV)
+    mk, mv = ok < DK, ov < DV
+    return ok, ov, mk, mv, ok[:, None] * DV + ov[None, :], mk[:, None] & mv[None, :]
+
+
+@triton.jit
+def qk_tile(Q, K, bh, S, DK, pos, valid, kt, scale, BK: tl.constexpr):
+    """Rows ``pos`` of DK tile kt of q (times scale) and k in float32, (L, BK), with the tile's DK offsets and mask
+    and the flat offsets and mask of the rows (for storing dq, dk)."""
+    ok = kt * BK + tl.arange(0, BK)
+    mk = ok < DK
+    rows = (bh * S + pos[:, None]) * DK + ok[None, :]
+    mask = valid[:, None] & mk[None, :]
+    qq = tl.load(Q + rows, mask=mask, other=0.0).to(tl.float32) * scale
+    kk = tl.load(K + rows, mask=mask, other=0.0).to(tl.float32)
+    return ok, mk, rows, mask, qq, kk
+
+
+@triton.jit
 def chunk_states_fwd(K, V, LOGF, IG, C0, N0, M0, C_ST, N_ST, M_ST, S, DK, DV, NC,
                      L: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr):
     bh = tl.program_id(0)
     pk = tl.program_id(1)
     pv = tl.program_id(2)
-    ok = pk * BK + tl.arange(0, BK)
-    ov = pv * BV + tl.arange(0, BV)
+    ok, ov, mk, mv, tile, tile_mask = state_tile(pk, pv, DK, DV, BK, BV)
     ol = tl.arange(0, L)
-    mk, mv = ok < DK, ov < DV
-    tile = ok[:, None] * DV + ov[None, :]
-    tile_mask = mk[:, None] & mv[None, :]
     c = tl.load(C0 + bh * DK * DV + tile, mask=tile_mask, other=0.0)
     n = tl.load(N0 + bh * DK + ok, mask=mk, other=0.0)
     m = tl.load(M0 + bh)
     for ci in range(0, NC):
-        state = bh * (NC + 1) + ci
-        tl.store(C_ST + state * DK * DV + tile, c, mask=tile_mask)
-        if pv == 0:
-            tl.store(N_ST + state * DK + ok, n, mask=mk)
-            if pk == 0:
-                tl.store(M_ST + state, m)
+        _store_state(C_ST, N_ST, M_ST, bh * (NC + 1) + ci, c, n, m, ok, mk, tile, tile_mask, pk, pv, DK, DV)
         pos = ci * L + ol
         valid = pos < S
         lf = tl.load(LOGF + bh * S + pos, mask=valid, other=0.0)
@@ -62,7 +75,12 @@ def chunk_states_fwd(K, V, LOGF, IG, C0, N0, M0, C_ST, N_ST, M_ST, S, DK, DV, NC
         c = carry * c + tl.dot(tl.trans(kw), vv.to(tl.float32), input_precision=PREC)
         n = carry * n + tl.sum(kw, axis=0)
         m = m_new
-    state = bh * (NC + 1) + NC
+    _store_state(C_ST, N_ST, M_ST, bh * (NC + 1) + NC, c, n, m, ok, mk, tile, tile_mask, pk, pv, DK, DV)
+
+
+@triton.jit
+def _store_state(C_ST, N_ST, M_ST, state, c, n, m, ok, mk, tile, tile_mask, pk, pv, DK, DV):
+    """Write state index ``state``: this program's C tile; n once per DK tile; m once per (batch*head)."""
     tl.store(C_ST + state * DK * DV + tile, c, mask=tile_mask)
     if pv == 0:
         tl.store(N_ST + state * DK + ok, n, mask=mk)
@@ -91,11 +109,7 @@ def chunk_outputs_fwd(Q, K, V, LOGF, IG, C_ST, N_ST, M_ST, H, M_OUT, N_OUT, DEN_
     qc = tl.zeros([L, BV], dtype=tl.float32)
     qn = tl.zeros([L], dtype=tl.float32)
     for kt in range(0, NK):
-        ok = kt * BK + tl.arange(0, BK)
-        mk = ok < DK
-        rows = (bh * S + pos[:, None]) * DK + ok[None, :]
-        qq = tl.load(Q + rows, mask=valid[:, None] & mk[None, :], other=0.0).to(tl.float32) * scale
-        kk = tl.load(K + rows, mask=valid[:, None] & mk[None, :], other=0.0).to(tl.float32)
+        ok, mk, _, _, qq, kk = qk_tile(Q, K, bh, S, DK, pos, valid, kt, scale, BK)
         scores += tl.dot(qq, tl.trans(kk), input_precision=PREC)
         cc = tl.load(C_ST + state * DK * DV + ok[:, None] * DV + ov[None, :], mask=mk[:, None] & mv[None, :],
                      other=0.0)

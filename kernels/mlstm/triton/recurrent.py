@@ -5,17 +5,15 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
+from .chunkwise_fwd import state_tile
+
 
 @triton.jit
 def recurrent_fwd(Q, K, V, LOGF, IG, C0, N0, M0, H, C1, N1, M1, S, DK, DV, scale, eps,
                   BK: tl.constexpr, BV: tl.constexpr):
     bh = tl.program_id(0)
     pv = tl.program_id(1)
-    ok = tl.arange(0, BK)
-    ov = pv * BV + tl.arange(0, BV)
-    mk, mv = ok < DK, ov < DV
-    tile = ok[:, None] * DV + ov[None, :]
-    tile_mask = mk[:, None] & mv[None, :]
+    ok, ov, mk, mv, tile, tile_mask = state_tile(0, pv, DK, DV, BK, BV)  # the whole DK in one tile
     c = tl.load(C0 + bh * DK * DV + tile, mask=tile_mask, other=0.0)
     n = tl.load(N0 + bh * DK + ok, mask=mk, other=0.0)
     m = tl.load(M0 + bh)

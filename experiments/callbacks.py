@@ -1,12 +1,16 @@
 """Lightning callbacks of the suite."""
 from __future__ import annotations
 
+import logging
 import random
+import time
 from typing import Any
 
 import lightning as L
 import numpy as np
 import torch
+
+_log = logging.getLogger("experiments.train")
 
 
 class RNGStateCheckpoint(L.Callback):
@@ -31,3 +35,76 @@ class RNGStateCheckpoint(L.Callback):
         torch.set_rng_state(states["torch"])
         if states["cuda"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(states["cuda"])
+
+
+class TrainingProvenance(L.Callback):
+    """Keeps, in every checkpoint, which commits trained the weights and over which steps, so a run resumed at
+    another commit says so in its record ("training": [{commit, dirty, start_step, end_step}, ...]) and old weights
+    are never passed off as the current commit's."""
+
+    def __init__(self, commit: str, dirty: bool):
+        self.commit, self.dirty = commit, dirty
+        self.segments: list[dict] = []
+
+    def on_load_checkpoint(self, trainer: L.Trainer, module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
+        self.segments = [dict(s) for s in checkpoint.get("training_segments", [])]
+
+    def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        step = trainer.global_step
+        last = self.segments[-1] if self.segments else None
+        if not (last and last["commit"] == self.commit and last["dirty"] == self.dirty and last["end_step"] == step):
+            self.segments.append({"commit": self.commit, "dirty": self.dirty, "start_step": step, "end_step": step})
+
+    def _update(self, trainer: L.Trainer) -> None:
+        if self.segments:
+            self.segments[-1]["end_step"] = trainer.global_step
+
+    def on_save_checkpoint(self, trainer: L.Trainer, module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
+        self._update(trainer)
+        checkpoint["training_segments"] = [dict(s) for s in self.segments]
+
+    def trained(self, trainer: L.Trainer) -> list[dict]:
+        """The segments that trained at least one step."""
+        self._update(trainer)
+        return [dict(s) for s in self.segments if s["end_step"] > s["start_step"]]
+
+
+class PreemptionCheckpoint(L.Callback):
+    """On SIGTERM (SLURM preemption, ``timeout``, ``kill``), Lightning stops the loop with a ``SIGTERMException``
+    (an exit with status 0 by itself); this writes the checkpoint the run resumes from before the exception leaves
+    ``fit``. In DDP every rank gets the exception and takes part in the save."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def on_exception(self, trainer: L.Trainer, module: L.LightningModule, exception: BaseException) -> None:
+        from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+        if isinstance(exception, SIGTERMException):
+            trainer.save_checkpoint(self.path)
+
+
+class ProgressLog(L.Callback):
+    """A log line every ``interval_s`` seconds of training (and at the last step), for runs without a progress bar
+    (stdout not a terminal: batch jobs, CI, ``| tee``)."""
+
+    def __init__(self, name: str, interval_s: float):
+        self.name, self.interval_s = name, interval_s
+        self._start = self._last = 0.0
+        self._first_step = 0
+
+    def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        self._start = self._last = time.time()
+        self._first_step = trainer.global_step
+
+    def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, *args: Any) -> None:
+        now, step, total = time.time(), trainer.global_step, trainer.max_steps
+        if now - self._last < self.interval_s and step < total:
+            return
+        self._last = now
+        rate = (step - self._first_step) / max(now - self._start, 1e-9)
+        eta = (total - step) / rate if rate > 0 else float("nan")
+        loss = trainer.callback_metrics.get("train/loss")
+        loss_text = f", loss {float(loss):.4f}" if loss is not None else ""
+        _log.info(f"{self.name}: step {step}/{total} ({100 * step / total:.0f}%){loss_text}, "
+                      f"{rate:.2f} steps/s, {eta / 60:.1f} min left")

@@ -1,4 +1,5 @@
-"""The one LightningModule: task encoder -> backbone -> task decoder, masked cross-entropy, the paper's optimizer."""
+"""The one LightningModule: a task's network (a head around a backbone, ``tasks.heads``), cross-entropy on whatever
+the head scores, the task's metrics, and the paper's optimizer. It does not know which kind of task it trains."""
 from __future__ import annotations
 
 import math
@@ -10,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics import MeanMetric
 
-from tasks import IGNORE
+from tasks import Scored
 
 from .schema import OptimConfig
 
@@ -52,32 +53,23 @@ def warmup_cosine(optim: OptimConfig, max_steps: int) -> Callable[[int], float]:
 
 
 class SequenceModule(L.LightningModule):
-    """Trains ``decoder(backbone(encoder(tokens)))`` with cross-entropy on the scored positions of ``targets``."""
+    """Trains ``network.score(batch)`` (logits and targets of the scored items) with cross-entropy."""
 
-    def __init__(self, encoder: nn.Module, backbone: nn.Module, decoder: nn.Module,
-                 metrics: Callable[[], Any], optim: OptimConfig, max_steps: int):
+    def __init__(self, network: nn.Module, metrics: Callable[[], Any], optim: OptimConfig, max_steps: int):
         super().__init__()
-        self.encoder, self.backbone, self.decoder = encoder, backbone, decoder
+        self.network = network
         self.optim_config, self.max_steps = optim, max_steps
         self.val_metrics, self.test_metrics = metrics(), metrics()
-        self.val_loss, self.test_loss = MeanMetric(), MeanMetric()  # token-weighted mean over the split
+        self.val_loss, self.test_loss = MeanMetric(), MeanMetric()  # item-weighted mean over the split
         self.final_metrics: dict[str, dict[str, float]] = {}  # split -> metrics of its latest evaluation
         self.val_step = -1  # global step of the latest validation
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Logits at every position, (B, S, V)."""
-        return self.decoder(self.backbone(self.encoder(tokens)))
-
-    def scored(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(logits (N, V), targets (N,), mask (B, S)) at the scored positions only: the decoder runs where it is
-        read (a formal task scores one or a few positions per sample, MQAR K of T)."""
-        mask = batch["targets"] != IGNORE
-        hidden = self.backbone(self.encoder(batch["tokens"]))
-        return self.decoder(hidden[mask]), batch["targets"][mask], mask
+    def forward(self, batch: dict) -> Scored:
+        return self.network.score(batch)
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        logits, targets, _ = self.scored(batch)
-        loss = F.cross_entropy(logits.float(), targets)
+        scored = self(batch)
+        loss = F.cross_entropy(scored.logits.float(), scored.targets)
         if not torch.isfinite(loss):
             raise NonFiniteLossError(f"loss is {loss.item()} at step {self.global_step}")
         self.log("train/loss", loss, prog_bar=True)
@@ -89,12 +81,10 @@ class SequenceModule(L.LightningModule):
             raise NonFiniteLossError(f"a gradient is not finite at step {self.global_step}")
 
     def _eval_step(self, batch: dict, split: str) -> None:
-        logits, targets, mask = self.scored(batch)
-        loss = F.cross_entropy(logits.float(), targets)
-        getattr(self, f"{split}_loss").update(loss, weight=len(targets))
-        predictions = torch.full_like(batch["targets"], IGNORE)  # (B, S): the argmax where scored
-        predictions[mask] = logits.argmax(-1)
-        getattr(self, f"{split}_metrics").update(predictions, batch)
+        scored = self(batch)
+        scored.nll = F.cross_entropy(scored.logits.float(), scored.targets, reduction="none")  # (N,)
+        getattr(self, f"{split}_loss").update(scored.nll.mean(), weight=len(scored.nll))
+        getattr(self, f"{split}_metrics").update(scored, batch)
 
     def _eval_end(self, split: str) -> None:
         metrics, loss = getattr(self, f"{split}_metrics"), getattr(self, f"{split}_loss")
@@ -124,7 +114,7 @@ class SequenceModule(L.LightningModule):
 
     def configure_optimizers(self):
         o = self.optim_config
-        groups = no_decay_groups([self.encoder, self.backbone, self.decoder], o.weight_decay)
+        groups = no_decay_groups([self.network], o.weight_decay)
         optimizer = torch.optim.AdamW(groups, lr=o.lr, betas=tuple(o.betas), eps=o.eps)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(o, self.max_steps))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -3,15 +3,21 @@
 The root config and the trainer/optim/logger/scale/paths groups are typed by the dataclasses below; the model and
 task groups are typed per registry entry by the model's and task's own config dataclass (``schema/model/<option>``,
 ``schema/task/<option>``), which each YAML under configs/model and configs/task extends. A misspelled key or a
-value of the wrong type therefore fails at compose time, naming the key.
+value of the wrong type therefore fails at compose time, naming the key; a key added with ``+`` that the schema
+does not have fails in the suite's own check (``experiments.config.unknown_keys``). Each dataclass's ``check()``
+refuses the values its types allow but no run can use.
 """
 from __future__ import annotations
 
+import copy
+import os
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import MISSING, OmegaConf
+
+from xlstm.config import require
 
 import tasks
 import xlstm
@@ -33,7 +39,25 @@ class TrainerConfig:
     checkpoint_every_n_steps: int = 250
     deterministic: bool = False
     detect_anomaly: bool = False
-    enable_progress_bar: bool = False
+    enable_progress_bar: Optional[bool] = None  # None: a bar on a terminal, a log line every progress_interval_s otherwise
+    progress_interval_s: float = 30.0
+    slurm_requeue: bool = True  # under SLURM, a preempted (SIGTERM/SIGUSR1) run requeues its job, which resumes
+
+    def check(self) -> None:
+        for key in ("max_steps", "val_check_interval", "checkpoint_every_n_steps", "log_every_n_steps",
+                    "accumulate_grad_batches", "num_nodes"):
+            require(getattr(self, key) >= 1, key, ">= 1", getattr(self, key))
+        require(self.limit_val_batches is None or self.limit_val_batches >= 1, "limit_val_batches", "null or >= 1",
+                self.limit_val_batches)
+        require(self.gradient_clip_val is None or self.gradient_clip_val > 0, "gradient_clip_val", "null or > 0",
+                self.gradient_clip_val)
+        require(self.devices == "auto" or (isinstance(self.devices, int) and self.devices >= 1), "devices",
+                '"auto" or >= 1', self.devices)
+        require(self.precision in PRECISIONS, "precision", " | ".join(PRECISIONS), self.precision)
+        require(self.progress_interval_s > 0, "progress_interval_s", "> 0", self.progress_interval_s)
+
+
+PRECISIONS = ("32-true", "32", "bf16-mixed", "bf16-true", "16-mixed", "16-true", "64-true")
 
 
 @dataclass
@@ -51,6 +75,19 @@ class OptimConfig:
     min_lr_ratio: float = 0.1
     schedule: str = "cosine"  # cosine | constant
 
+    def check(self) -> None:
+        require(self.lr > 0, "lr", "> 0", self.lr)
+        require(self.weight_decay >= 0, "weight_decay", ">= 0", self.weight_decay)
+        require(len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas), "betas", "two values in [0, 1)",
+                list(self.betas))
+        require(self.eps > 0, "eps", "> 0", self.eps)
+        require(self.warmup_steps is None or self.warmup_steps >= 0, "warmup_steps", "null or >= 0", self.warmup_steps)
+        require(0 <= self.warmup_fraction <= 1, "warmup_fraction", "in [0, 1]", self.warmup_fraction)
+        require(self.decay_steps is None or self.decay_steps >= 1, "decay_steps", "null or >= 1", self.decay_steps)
+        require(self.min_lr is None or 0 <= self.min_lr <= self.lr, "min_lr", "null or in [0, optim.lr]", self.min_lr)
+        require(0 <= self.min_lr_ratio <= 1, "min_lr_ratio", "in [0, 1]", self.min_lr_ratio)
+        require(self.schedule in ("cosine", "constant"), "schedule", "cosine or constant", self.schedule)
+
 
 @dataclass
 class LoggerConfig:
@@ -58,16 +95,25 @@ class LoggerConfig:
     project: str = "xlstm-suite"
     mode: str = "offline"  # wandb mode: online | offline | disabled
 
+    def check(self) -> None:
+        require(self.name in ("csv", "wandb"), "name", "csv or wandb", self.name)
+        require(self.mode in ("online", "offline", "disabled"), "mode", "online, offline or disabled", self.mode)
+
 
 @dataclass
 class ScaleConfig:
     name: str = "smoke"  # smoke | small | paper
+    allow_cpu: bool = False  # the paper scale refuses to start on a CPU unless this is set
+
+    def check(self) -> None:
+        require(self.name in ("smoke", "small", "paper"), "name", "smoke, small or paper", self.name)
 
 
 @dataclass
 class PathsConfig:
     results_dir: str = "results"
     checkpoint_dir: str = "checkpoints"
+    data_dir: str = "data"  # where tasks that read files (prepared token shards, LRA files) look for them
     output_dir: Optional[str] = None  # logs; None = Hydra's output folder of the job
 
 
@@ -81,14 +127,21 @@ class TrainConfig:
     scale: ScaleConfig = field(default_factory=ScaleConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
     experiment: Optional[str] = None  # set by configs/experiment/<name>.yaml; None = an ad-hoc run
+    # settings an experiment needs for some models only: {glob over model option names: {model key: value}}, e.g.
+    # {"xlstm_*": {"slstm_conv_kernel": 0}}; a model key set on the command line keeps its command-line value
+    model_settings: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
     resume: bool = False
 
 
 def register() -> None:
+    """Put the schemas in Hydra's ConfigStore; ``${pid:}`` (used in the default output folders) is this process's id,
+    so two processes started in the same second never share an output folder."""
+    OmegaConf.register_new_resolver("pid", os.getpid, replace=True)
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConfig)
-    for name, cls in xlstm.MODELS.items():
-        cs.store(group="schema/model", name=xlstm.option_name(name), node=cls.config_class(name=name))
+    for name, spec in xlstm.MODELS.items():
+        node = spec.backbone.config_class(name=name, **copy.deepcopy(spec.defaults))
+        cs.store(group="schema/model", name=name, node=node)
     for name, cls in tasks.TASKS.items():
         cs.store(group="schema/task", name=name, node=cls.config_class(name=name))

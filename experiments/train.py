@@ -1,13 +1,17 @@
 """``python -m experiments.train [experiment=NAME] [scale=...] [overrides]``: the suite's one Hydra entry point.
 
-One job = one (model, task, optim, seed) point: build the task and the model, fit with checkpoints, evaluate on
-validation and test, write the run's immutable record under results/. Errors a user can cause end in one line
-that says what to do; finished records and the last good checkpoint are never touched.
+One job = one (model, task, optim, seed) point: resolve its config (the experiment's model settings, the task's
+protocol), claim it (several processes can share a grid), build the task's network, fit with checkpoints, evaluate
+on validation and test, keep the final weights, write the run's immutable record under results/. Errors a user can
+cause end in one line that says what to do; finished records and the last good checkpoint are never touched.
 """
 from __future__ import annotations
 
+import copy
 import logging
 import os
+import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -17,77 +21,17 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from . import results
+from .config import (CONFIG_DIR, SuiteError, check_names, explicit_keys, first_point, grid_summary, options,  # noqa: F401
+                     refuse_paper_scale_on_cpu, resolve, split_argv, validate)
 from .schema import register
 
 log = logging.getLogger("experiments.train")
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
-CHECKED_GROUPS = ("experiment", "model", "task", "scale", "trainer", "optim", "logger")
 FAILURES: list[str] = []  # one line per failed job of this process
+PREEMPTED_EXIT = 143  # 128 + SIGTERM, what schedulers expect of a terminated job
 
 
-class SuiteError(Exception):
-    """An error the user can fix; its message is the one line we print."""
-
-
-def options(group: str) -> list[str]:
-    return sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
-
-
-def check_names(argv: list[str]) -> None:
-    """Unknown group options (``model=foo``) fail before Hydra starts, in one line that lists the valid names."""
-    for arg in argv:
-        key, sep, value = arg.partition("=")
-        key = key.lstrip("+~")
-        if not sep or key not in CHECKED_GROUPS or value in ("null", ""):
-            continue
-        valid = options(key)
-        for choice in value.split(","):
-            if choice not in valid:
-                raise SuiteError(f"unknown {key} {choice!r}; valid {key} names: {', '.join(valid)}")
-
-
-def precompose(argv: list[str]) -> None:
-    """Compose the config once before Hydra runs (the first value of each sweep), so a misspelled key or a bad
-    value ends in one line naming the key instead of Hydra's multi-line report."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    args = [a for a in argv if not a.startswith("-") and not a.lstrip("+~").startswith("hydra")]
-    try:
-        overrides = []
-        for o in OverridesParser.create().parse_overrides(args):
-            if o.is_sweep_override():
-                prefix = {"ADD": "+", "FORCE_ADD": "++"}.get(o.type.name, "")
-                overrides.append(f"{prefix}{o.key_or_group}={next(iter(o.sweep_string_iterator()))}")
-            else:
-                overrides.append(o.input_line)
-        with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-            compose("train", overrides=overrides)
-    except Exception as err:  # Hydra and OmegaConf raise several types; all are config errors here
-        noise = ("To append", "reference_type", "object_type")
-        lines = []
-        while err is not None:  # Hydra wraps the OmegaConf error that names the key and the reason
-            lines += [ln.strip() for ln in str(err).splitlines() if ln.strip() and not ln.strip().startswith(noise)]
-            err = err.__cause__
-        raise SuiteError("config: " + "; ".join(lines)) from None
-
-
-def validate(cfg: DictConfig) -> None:
-    """Value checks the schema's types cannot express."""
-    import torch
-
-    if cfg.optim.lr <= 0:
-        raise SuiteError(f"optim.lr must be > 0, got {cfg.optim.lr}")
-    if cfg.optim.schedule not in ("cosine", "constant"):
-        raise SuiteError(f"optim.schedule must be cosine or constant, got {cfg.optim.schedule!r}")
-    if cfg.logger.name not in ("csv", "wandb"):
-        raise SuiteError(f"logger.name must be csv or wandb, got {cfg.logger.name!r}")
-    if cfg.scale.name not in ("smoke", "small", "paper"):
-        raise SuiteError(f"scale.name must be smoke, small or paper, got {cfg.scale.name!r}")
-    if cfg.trainer.max_steps <= 0:
-        raise SuiteError(f"trainer.max_steps must be > 0, got {cfg.trainer.max_steps}")
-    if cfg.trainer.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
-        raise SuiteError("trainer.accelerator=gpu but no CUDA device is visible; use trainer=cpu")
+class Preempted(Exception):
+    """SIGTERM or SIGUSR1 (SLURM preemption, ``timeout``): the sweep stops; its message says how to resume."""
 
 
 def make_logger(cfg: DictConfig, output_dir: Path, rid: str):
@@ -98,7 +42,7 @@ def make_logger(cfg: DictConfig, output_dir: Path, rid: str):
                            config=OmegaConf.to_container(cfg, resolve=True))
     from lightning.pytorch.loggers import CSVLogger
 
-    return CSVLogger(save_dir=str(output_dir), name="csv", version="")
+    return CSVLogger(save_dir=str(output_dir), name="csv", version=rid)  # one folder per point, never shared
 
 
 def output_dir(cfg: DictConfig) -> Path:
@@ -113,102 +57,173 @@ def output_dir(cfg: DictConfig) -> Path:
 
 def ddp_child_argv(argv: list[str]) -> list[str]:
     """The command line Lightning's DDP launcher repeats for the other ranks: this job's own overrides in RUN
-    mode, so that a rank started from one point of a multirun trains that point and does not start the sweep."""
+    mode and its output folder, so that a rank started from one point of a multirun trains that point and does not
+    start the sweep."""
     from hydra.core.hydra_config import HydraConfig
 
     if not HydraConfig.initialized():
         return argv
-    return [argv[0], *HydraConfig.get().overrides.task, "hydra.mode=RUN"]
+    hydra_cfg = HydraConfig.get()
+    return [argv[0], *hydra_cfg.overrides.task, "hydra.mode=RUN", f"hydra.run.dir={hydra_cfg.runtime.output_dir}"]
 
 
-def run(cfg: DictConfig) -> dict:
-    """Train and evaluate one point; returns its record (the existing one when the point already ran)."""
+def slurm_restarted() -> bool:
+    """A SLURM job that was requeued (after preemption) starts again with SLURM_RESTART_COUNT >= 1."""
+    return int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) > 0
+
+
+def requeue_slurm_job(cfg: DictConfig) -> None:
+    """Put this SLURM job back in the queue; when it starts again it resumes from the checkpoint just saved."""
+    job = os.environ.get("SLURM_JOB_ID")
+    if not job or not cfg.trainer.slurm_requeue or not results.launched_as_rank_zero():
+        return
+    if os.environ.get("SLURM_ARRAY_JOB_ID"):
+        job = f"{os.environ['SLURM_ARRAY_JOB_ID']}_{os.environ['SLURM_ARRAY_TASK_ID']}"
+    try:
+        done = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True, timeout=60)
+        ok, detail = done.returncode == 0, (done.stderr or done.stdout).strip()
+    except (OSError, subprocess.TimeoutExpired) as err:
+        ok, detail = False, str(err)
+    if ok:
+        log.info(f"requeued SLURM job {job}; it resumes from its last checkpoint when it starts again")
+    else:
+        log.error(f"could not requeue SLURM job {job} ({detail}); resubmit it with resume=true")
+
+
+def _existing(path: Path, rid: str) -> dict:
+    try:
+        record = results.load_record(path)
+    except ValueError as err:
+        raise SuiteError(str(err)) from None
+    log.info(f"skip {rid}: its record exists ({path})")
+    return record
+
+
+def run(cfg: DictConfig) -> dict | None:
+    """Train and evaluate one point; returns its record (the existing one when the point already ran), or None
+    when another process is running it."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from .guards import check_writable
+    from .locks import PointLock
+
+    cfg = copy.deepcopy(cfg)  # resolved in place below; the caller's config stays as composed
+    hydra_cfg = HydraConfig.get() if HydraConfig.initialized() else None
+    explicit = explicit_keys(list(hydra_cfg.overrides.task)) if hydra_cfg else set()
+    choices = dict(hydra_cfg.runtime.choices) if hydra_cfg else None
+    changed = resolve(cfg, explicit, choices)
+    if changed:
+        log.info("task protocol: " + "; ".join(changed))
+    rid = results.run_id(cfg)
+    path = results.record_path(cfg.paths.results_dir, cfg.experiment, cfg.scale.name, rid)
+    if path.exists():
+        return _existing(path, rid)
+    checkpoints = Path(cfg.paths.checkpoint_dir) / (cfg.experiment or "adhoc") / cfg.scale.name
+    if not results.launched_as_rank_zero():  # a DDP rank > 0: rank 0 holds the point
+        return _train(cfg, rid, path, checkpoints / rid)
+    check_writable(path.parent, "paths.results_dir")
+    check_writable(checkpoints, "paths.checkpoint_dir")
+    lock = PointLock(path.with_suffix(".lock"))
+    holder = lock.acquire()
+    if holder is not None:
+        log.info(f"skip {rid}: {holder.describe()} is running it")
+        return None
+    try:
+        if path.exists():  # finished by another process between the first look and the claim
+            return _existing(path, rid)
+        return _train(cfg, rid, path, checkpoints / rid)
+    finally:
+        lock.release()
+
+
+def _train(cfg: DictConfig, rid: str, path: Path, ckpt_dir: Path) -> dict:
     import lightning as L
     import torch
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
 
     from tasks import InfeasibleSetting, build_task
     from xlstm import build_backbone
 
-    from .callbacks import RNGStateCheckpoint
+    from .callbacks import PreemptionCheckpoint, ProgressLog, RNGStateCheckpoint, TrainingProvenance
+    from .guards import check_checkpoint, check_fits
     from .module import NonFiniteLossError, SequenceModule
 
-    validate(cfg)
-    rid = results.run_id(cfg)
-    path = results.record_path(cfg.paths.results_dir, cfg.experiment, rid)
-    if path.exists():
-        log.info(f"skip {rid}: its record exists ({path})")
-        return results.load_record(path)
-
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    rank_zero = results.launched_as_rank_zero()
     try:
-        task = build_task(OmegaConf.to_object(cfg.task))
-        backbone = build_backbone(OmegaConf.to_object(cfg.model))
+        task = build_task(OmegaConf.to_object(cfg.task), cfg.paths.data_dir)
+        with torch.device("meta"):  # the size, without allocating anything
+            check_fits(task.network(build_backbone(OmegaConf.to_object(cfg.model))), cfg.trainer.accelerator,
+                       f"{rid} does not fit")
+        L.seed_everything(cfg.seed, workers=True, verbose=False)
+        network = task.network(build_backbone(OmegaConf.to_object(cfg.model)))
     except InfeasibleSetting as err:  # a grid point that cannot exist: record it so reruns and tables know
-        results.write_record(path, results.make_record(cfg, rid, status="infeasible", metrics={}, params=0, steps=0,
-                                                       max_steps=0, lr=cfg.optim.lr, wall_time_s=0.0, error=str(err)))
+        if rank_zero:
+            results.write_record(path, results.make_record(cfg, rid, status="infeasible", metrics={}, params=0,
+                                                           steps=0, wall_time_s=0.0, error=str(err)))
         log.warning(f"{rid} is infeasible and was recorded as such: {err}")
-        return results.load_record(path)
-    except ValueError as err:  # a value the schema's types cannot rule out (bad head count, bad gate init, ...)
+        return results.load_record(path) if rank_zero else {}
+    except (ValueError, ZeroDivisionError) as err:  # what only the model or task can rule out (head counts, ...)
         raise SuiteError(f"{rid}: {err}") from None
-    encoder, decoder = task.encoder(backbone.dim), task.decoder(backbone.dim)
-    if backbone.config.tie_embeddings:
-        try:
-            task.tie_embeddings(encoder, decoder)
-        except ValueError as err:
-            raise SuiteError(str(err)) from None
-    max_steps = task.max_steps(cfg.trainer.max_steps)
-    scale = task.lr_scale()  # the whole schedule scales: peak and floor
-    optim = OmegaConf.merge(cfg.optim, {"lr": cfg.optim.lr * scale,
-                                        "min_lr": cfg.optim.min_lr * scale if cfg.optim.min_lr is not None else None})
-    module = SequenceModule(encoder, backbone, decoder, task.metrics, optim, max_steps)
+    t = cfg.trainer
+    module = SequenceModule(network, task.metrics, OmegaConf.to_object(cfg.optim), t.max_steps)
     params = sum(p.numel() for p in module.parameters())
 
-    ckpt_dir = Path(cfg.paths.checkpoint_dir) / (cfg.experiment or "adhoc") / rid
-    last = ckpt_dir / "last.ckpt"
-    if last.exists() and not cfg.resume:
+    last, final = ckpt_dir / "last.ckpt", ckpt_dir / "final.ckpt"
+    resume = cfg.resume or slurm_restarted()
+    if last.exists() and not resume:
         raise SuiteError(f"{rid} has a checkpoint at {last}; pass resume=true to continue it, "
                          f"or delete {ckpt_dir} to start over")
-    t = cfg.trainer
+    if resume and last.exists():
+        check_checkpoint(last)
+    provenance = TrainingProvenance(*results.git_commit())
+    bar = t.enable_progress_bar if t.enable_progress_bar is not None else sys.stdout.isatty()
+    callbacks = [L.pytorch.callbacks.ModelCheckpoint(dirpath=ckpt_dir, save_top_k=0, save_last=True,
+                                                     every_n_train_steps=t.checkpoint_every_n_steps),
+                 RNGStateCheckpoint(), provenance, PreemptionCheckpoint(str(last))]
+    if not bar:
+        callbacks.append(ProgressLog(rid, t.progress_interval_s))
+    plugins = []
+    if L.fabric.plugins.environments.SLURMEnvironment.detect():  # preemption is ours to handle (see main)
+        plugins.append(L.fabric.plugins.environments.SLURMEnvironment(auto_requeue=False))
     trainer = L.Trainer(
         accelerator=t.accelerator, devices=t.devices, strategy=t.strategy, num_nodes=t.num_nodes,
-        precision=t.precision, max_steps=max_steps, val_check_interval=min(t.val_check_interval, max_steps),
+        precision=t.precision, max_steps=t.max_steps, val_check_interval=min(t.val_check_interval, t.max_steps),
         check_val_every_n_epoch=None, limit_val_batches=t.limit_val_batches, num_sanity_val_steps=0,
         gradient_clip_val=t.gradient_clip_val, accumulate_grad_batches=t.accumulate_grad_batches,
         log_every_n_steps=t.log_every_n_steps, deterministic=t.deterministic, detect_anomaly=t.detect_anomaly,
         use_distributed_sampler=False,  # tasks shard their own data across ranks
-        enable_progress_bar=t.enable_progress_bar, enable_model_summary=False,
-        logger=make_logger(cfg, output_dir(cfg), rid), default_root_dir=str(output_dir(cfg)),
-        callbacks=[
-            L.pytorch.callbacks.ModelCheckpoint(dirpath=ckpt_dir, save_top_k=0, save_last=True,
-                                                every_n_train_steps=t.checkpoint_every_n_steps),
-            RNGStateCheckpoint(),
-        ],
+        enable_progress_bar=bar, enable_model_summary=False, plugins=plugins or None,
+        logger=make_logger(cfg, output_dir(cfg), rid), default_root_dir=str(output_dir(cfg)), callbacks=callbacks,
     )
-    resume_from = str(last) if cfg.resume and last.exists() else None
+    resume_from = str(last) if resume and last.exists() else None
     log.info(f"run {rid}: {params / 1e6:.3f}M params" + (f", resuming from {last}" if resume_from else ""))
     start = time.time()
     argv = sys.argv
     try:
         sys.argv = ddp_child_argv(argv)
         trainer.fit(module, datamodule=task, ckpt_path=resume_from)
+        if module.val_step != trainer.global_step:  # evaluate the final weights
+            trainer.validate(module, datamodule=task, verbose=False)
+        trainer.test(module, datamodule=task, verbose=False)
+        trainer.save_checkpoint(final)  # the finished run's weights; a rerun never resumes from them
     except NonFiniteLossError as err:
-        record = results.make_record(cfg, rid, status="diverged", metrics={}, params=params,
-                                     steps=trainer.global_step, max_steps=max_steps, lr=optim.lr,
-                                     wall_time_s=time.time() - start, error=str(err))
-        if trainer.is_global_zero:
-            results.write_record(path, record)
+        if rank_zero:
+            results.write_record(path, results.make_record(
+                cfg, rid, status="diverged", metrics={}, params=params, steps=trainer.global_step,
+                wall_time_s=time.time() - start, training=provenance.trained(trainer), error=str(err)))
         kept = f"last good checkpoint kept at {last}" if last.exists() else "no checkpoint was written yet"
-        raise SuiteError(f"{rid} diverged: {err}; {kept}; lower optim.lr or set trainer.gradient_clip_val") from err
+        raise SuiteError(f"{rid} diverged: {err}; {kept}; lower optim.lr or set trainer.gradient_clip_val") from None
+    except SIGTERMException:
+        raise Preempted(f"{rid} stopped by SIGTERM at step {trainer.global_step}; checkpoint saved at {last}; "
+                        "rerun the same command with resume=true to continue it") from None
     finally:
         sys.argv = argv
-    if module.val_step != trainer.global_step:  # evaluate the final weights
-        trainer.validate(module, datamodule=task, verbose=False)
-    trainer.test(module, datamodule=task, verbose=False)
     metrics = {split: module.final_metrics[split] for split in ("val", "test")}
     record = results.make_record(cfg, rid, status="finished", metrics=metrics, params=params,
-                                 steps=trainer.global_step, max_steps=max_steps, lr=optim.lr,
-                                 wall_time_s=time.time() - start)
+                                 steps=trainer.global_step, wall_time_s=time.time() - start,
+                                 training=provenance.trained(trainer), checkpoint=str(final))
     if trainer.is_global_zero:
+        last.unlink(missing_ok=True)  # "delete the record to rerun" starts that point afresh
         results.write_record(path, record)
         headline = {s: {k: round(v, 4) for k, v in m.items() if "@" not in k} for s, m in metrics.items()}
         log.info(f"finished {rid}: {headline}")
@@ -223,6 +238,23 @@ def hydra_main(cfg: DictConfig) -> Any:
         FAILURES.append(str(err))
         log.error(str(err))
         return None
+    except Preempted as err:  # stop the whole sweep: the scheduler wants this process gone
+        log.error(str(err))
+        requeue_slurm_job(cfg)
+        raise SystemExit(PREEMPTED_EXIT) from None
+
+
+def _on_stop_signal(signum: int, frame: Any) -> None:
+    """SIGTERM / SIGUSR1 for the whole process. Inside ``fit`` Lightning's own SIGTERM handler is installed: it
+    stops the loop and the run saves its checkpoint, so SIGUSR1 (SLURM's early warning) is passed on as SIGTERM.
+    Outside ``fit`` nothing needs saving: the sweep stops here."""
+    lightning_handles = signal.getsignal(signal.SIGTERM) is not _on_stop_signal
+    if lightning_handles:
+        if signum != signal.SIGTERM:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return
+    raise Preempted(f"stopped by {signal.Signals(signum).name} outside training; rerun the same command to go on "
+                    "(finished points are skipped, resume=true continues an interrupted one)")
 
 
 def quiet_lightning() -> None:
@@ -234,16 +266,37 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
 
 
+def precheck(args, overrides: list[str]) -> None:
+    """Names, keys and values of the first grid point, and what the command is about to start, before Hydra runs
+    anything (Hydra would compose every point of a sweep first)."""
+    check_names(overrides)
+    cfg, grid = first_point(overrides, args.multirun)
+    resolve(cfg, explicit_keys(overrides), dict(cfg.hydra.runtime.choices))
+    if args.cfg or not results.launched_as_rank_zero():  # printing the config, or a DDP rank: start nothing
+        return
+    runs, line = grid_summary(grid or {}, cfg)
+    refuse_paper_scale_on_cpu(cfg, runs)
+    if grid is not None:
+        print(line, flush=True)
+
+
 def main() -> None:
     quiet_lightning()
     register()
+    args, overrides = split_argv(sys.argv[1:])
+    if not (args.help or args.hydra_help or args.info or args.shell_completion):
+        try:
+            precheck(args, overrides)
+        except SuiteError as err:
+            print(f"error: {err}", file=sys.stderr)
+            sys.exit(2)
+    for signum in (signal.SIGTERM, signal.SIGUSR1):
+        signal.signal(signum, _on_stop_signal)
     try:
-        check_names(sys.argv[1:])
-        precompose(sys.argv[1:])
-    except SuiteError as err:
+        hydra_main()
+    except Preempted as err:
         print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
-    hydra_main()
+        sys.exit(PREEMPTED_EXIT)
     if FAILURES:
         sys.exit(1)
 

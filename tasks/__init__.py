@@ -1,21 +1,26 @@
-"""Tasks: data modules with their encoder, decoder and metrics. ``TASKS`` is the one registry."""
+"""Tasks: data modules that know their head, metrics and protocol (``tasks.base.Task``). ``TASKS`` is the one
+registry, keyed by the names of the Hydra options under configs/task/."""
 from __future__ import annotations
 
-from .base import IGNORE, InfeasibleSetting, SyntheticTask, TaskConfig
+from pathlib import Path
+
+from .base import IGNORE, InfeasibleSetting, SyntheticTask, Task, TaskConfig
 from .formal import LANGUAGES, FormalLanguageTask
+from .heads import Scored
 from .mqar import MQARTask
 
-TASKS: dict[str, type[SyntheticTask]] = {**{name: FormalLanguageTask for name in LANGUAGES}, "mqar": MQARTask}
+TASKS: dict[str, type[Task]] = {**{name: FormalLanguageTask for name in LANGUAGES}, "mqar": MQARTask}
 
 
-def task_class(name: str) -> type[SyntheticTask]:
+def task_class(name: str) -> type[Task]:
     if name not in TASKS:
         raise ValueError(f"unknown task {name!r}; valid tasks: {', '.join(TASKS)}")
     return TASKS[name]
 
 
-def build_task(config: TaskConfig) -> SyntheticTask:
-    return task_class(config.name)(config)
+def build_task(config: TaskConfig, data_dir: str | Path = "data") -> Task:
+    return task_class(config.name)(config, data_dir)
 
 
-__all__ = ["IGNORE", "InfeasibleSetting", "TASKS", "TaskConfig", "SyntheticTask", "build_task", "task_class"]
+__all__ = ["IGNORE", "InfeasibleSetting", "Scored", "SyntheticTask", "TASKS", "Task", "TaskConfig", "build_task",
+           "task_class"]

@@ -1,13 +1,17 @@
-"""Task contract: a LightningDataModule that also knows its encoder, decoder, metrics and preview.
+"""The task contract. A ``Task`` is a LightningDataModule that also knows the head it needs, its metrics, the values
+its protocol fixes in the run config, and how to preview its samples; ``SyntheticTask`` is the kind whose data are
+generated.
 
-A batch is a dict of tensors: ``tokens`` (B, S) int64 model input, ``targets`` (B, S) int64 with ``IGNORE``
-everywhere except the positions that are scored, and ``lengths`` (B,) int64 (the task's notion of sample length).
-Synthetic tasks are pure functions of (config, split, batch index): training batch i of data seed s is the same
-in every run, on every machine, and after a resume.
+Batches are dicts of tensors; which keys depends on the head (``tasks.heads``): token tasks give ``tokens`` (B, S)
+and ``targets`` (B, S) with ``IGNORE`` where nothing is scored, classification tasks ``tokens`` and ``targets`` (B,)
+(plus ``mask`` for padding). Tasks whose metrics bin by sample length add ``lengths`` (B,). Synthetic tasks are pure
+functions of (config, split, batch index): training batch i of data seed s is the same in every run, on every
+machine, and after a resume.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, ClassVar, Iterator
 
 import lightning as L
@@ -16,11 +20,14 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-IGNORE = -100  # target value of unscored positions (torch cross-entropy's ignore_index)
+from xlstm.config import require
+
+from .heads import IGNORE, TokenClassifier
 
 
 class InfeasibleSetting(ValueError):
     """A grid point the task's generator cannot produce (e.g. MQAR with 4 K > T): recorded as such, not trained."""
+
 
 # Split ids enter every generator seed, so train, validation and test streams never share a seed.
 SPLITS = {"train": 0, "val": 1, "test": 2}
@@ -34,10 +41,56 @@ class TaskConfig:
     data_seed: int = 1  # the same samples in every experiment (paper); the run seed only drives the model
     num_workers: int = 0
 
+    def check(self) -> None:
+        """Values the types allow but no run can use (the key is relative to ``task``)."""
+        require(self.batch_size >= 1, "batch_size", ">= 1", self.batch_size)
+        require(self.eval_batch_size >= 1, "eval_batch_size", ">= 1", self.eval_batch_size)
+        require(self.data_seed >= 0, "data_seed", ">= 0", self.data_seed)
+        require(self.num_workers >= 0, "num_workers", ">= 0", self.num_workers)
+
 
 def split_rng(data_seed: int, split: str, index: int) -> np.random.Generator:
     """The generator for batch ``index`` of ``split``: independent streams per (seed, split, index)."""
     return np.random.default_rng([data_seed, SPLITS[split], index])
+
+
+class Task(L.LightningDataModule):
+    """Base of every task. Subclasses set ``config_class`` and implement ``network``, ``metrics``, ``preview`` and
+    Lightning's ``train_dataloader`` / ``val_dataloader`` / ``test_dataloader``.
+
+    ``data_dir`` (the run's ``paths.data_dir``) is where tasks that read files look for them.
+    """
+
+    config_class: ClassVar[type[TaskConfig]] = TaskConfig
+
+    def __init__(self, config: TaskConfig, data_dir: str | Path = "data"):
+        super().__init__()
+        config.check()
+        self.config, self.data_dir = config, Path(data_dir)
+
+    @classmethod
+    def protocol(cls, run: dict) -> dict[str, Any]:
+        """Values the task's own protocol fixes in the run config, as dotted keys (``{"trainer.max_steps": 12500}``),
+        given the composed run config as a plain dict. The training entry writes them into the config it records,
+        so a record shows the steps, batch and learning rate that ran."""
+        return {}
+
+    def network(self, backbone: nn.Module) -> nn.Module:
+        """The backbone inside the head this task needs (``tasks.heads``): an ``nn.Module`` with ``score(batch)``."""
+        raise NotImplementedError
+
+    def metrics(self) -> Any:
+        """A fresh torchmetrics object with ``update(scored: Scored, batch)`` and ``compute() -> dict[str, float]``."""
+        raise NotImplementedError
+
+    def preview(self, n: int, length: int | None, seed: int) -> Iterator[dict]:
+        """``n`` samples as dicts {"task", "length", "input", "target"} in the task's own symbols, one at a time."""
+        raise NotImplementedError
+
+    def rank_share(self) -> tuple[int, int]:
+        """(rank, world size) of this process (0, 1 outside a trainer)."""
+        trainer = getattr(self, "trainer", None)
+        return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
 
 
 class _BatchStream(IterableDataset):
@@ -61,48 +114,34 @@ def _private_generator() -> torch.Generator:
     return torch.Generator().manual_seed(0)
 
 
-class SyntheticTask(L.LightningDataModule):
-    """Base of generated tasks. Subclasses implement ``train_batch(index)`` and ``eval_batches(split)``."""
+class SyntheticTask(Task):
+    """Generated token-level tasks: ``train_batch(index)`` and ``eval_batches(split)``; the head is the language
+    model (``TokenClassifier``) over the task's vocabulary, scored where the targets are not ``IGNORE``."""
 
-    config_class: ClassVar[type[TaskConfig]] = TaskConfig
     paper_name: ClassVar[str] = ""
 
-    def __init__(self, config: TaskConfig):
-        super().__init__()
-        self.config = config
+    def __init__(self, config: TaskConfig, data_dir: str | Path = "data"):
+        super().__init__(config, data_dir)
         self._eval_cache: dict[str, list[dict]] = {}
 
-    # ---- what the model needs -------------------------------------------------------------------
+    @classmethod
+    def vocab_size_of(cls, config: dict) -> int:
+        """The vocabulary size a task config implies (the model's ``vocab_size``)."""
+        raise NotImplementedError
+
+    @classmethod
+    def protocol(cls, run: dict) -> dict[str, Any]:
+        return {"model.vocab_size": cls.vocab_size_of(run["task"])}
+
     @property
     def vocab_size(self) -> int:
-        raise NotImplementedError
+        return self.vocab_size_of(vars(self.config))
 
-    def encoder(self, dim: int) -> nn.Module:
-        return TokenEncoder(self.vocab_size, dim)
-
-    def decoder(self, dim: int) -> nn.Module:
-        return nn.Linear(dim, self.vocab_size, bias=False)
-
-    def tie_embeddings(self, encoder: nn.Module, decoder: nn.Module) -> None:
-        """Share the token embedding with the output layer (models configured with tie_embeddings)."""
-        if not (isinstance(encoder, TokenEncoder) and isinstance(decoder, nn.Linear)
-                and decoder.weight.shape == encoder.embedding.weight.shape):
-            raise ValueError(f"task {self.config.name!r} has no token embedding and output layer of the same shape "
-                             "to tie; set model.tie_embeddings=false")
-        decoder.weight = encoder.embedding.weight
-
-    def max_steps(self, default: int) -> int:
-        """Optimizer steps to train: ``default`` (trainer.max_steps) unless the task counts in epochs."""
-        return default
-
-    def lr_scale(self) -> float:
-        """Factor on optim.lr that the task's protocol prescribes (1 unless stated)."""
-        return 1.0
-
-    def metrics(self) -> Any:
-        """A fresh torchmetrics object with ``update(predictions (B, S), batch)`` and ``compute() -> dict[str, float]``
-        (predictions are read only where ``batch["targets"]`` is scored)."""
-        raise NotImplementedError
+    def network(self, backbone: nn.Module) -> TokenClassifier:
+        if backbone.config.vocab_size != self.vocab_size:
+            raise ValueError(f"model.vocab_size={backbone.config.vocab_size} but task {self.config.name!r} has "
+                             f"{self.vocab_size} tokens; leave model.vocab_size to the task")
+        return TokenClassifier(backbone)
 
     # ---- data -------------------------------------------------------------------------------------
     def train_batch(self, index: int) -> dict:
@@ -111,15 +150,12 @@ class SyntheticTask(L.LightningDataModule):
     def eval_batches(self, split: str) -> list[dict]:
         raise NotImplementedError
 
-    def preview(self, n: int, length: int | None, seed: int) -> list[dict]:
-        raise NotImplementedError
-
     def _start_index(self) -> tuple[int, int]:
         """(first batch index, stride): continue where the restored global step left off; shard over ranks."""
         trainer = getattr(self, "trainer", None)
         if trainer is None:
             return 0, 1
-        world, rank = trainer.world_size, trainer.global_rank
+        rank, world = self.rank_share()
         consumed = trainer.global_step * trainer.accumulate_grad_batches
         return consumed * world + rank, world
 
@@ -131,11 +167,9 @@ class SyntheticTask(L.LightningDataModule):
     def _eval_loader(self, split: str) -> DataLoader:
         if split not in self._eval_cache:
             self._eval_cache[split] = self.eval_batches(split)
-        batches = self._eval_cache[split]
-        trainer = getattr(self, "trainer", None)
-        if trainer is not None and trainer.world_size > 1:  # each rank scores a disjoint share; metrics sum counts
-            batches = batches[trainer.global_rank::trainer.world_size]
-        return DataLoader(batches, batch_size=None, shuffle=False, generator=_private_generator())
+        rank, world = self.rank_share()  # each rank scores a disjoint share; metrics sum counts
+        return DataLoader(self._eval_cache[split][rank::world], batch_size=None, shuffle=False,
+                          generator=_private_generator())
 
     def val_dataloader(self) -> DataLoader:
         return self._eval_loader("val")
@@ -144,13 +178,4 @@ class SyntheticTask(L.LightningDataModule):
         return self._eval_loader("test")
 
 
-class TokenEncoder(nn.Module):
-    """Token embedding with the small init used throughout the suite."""
-
-    def __init__(self, vocab_size: int, dim: int):
-        super().__init__()
-        self.embedding = nn.Embedding(vocab_size, dim)
-        nn.init.normal_(self.embedding.weight, std=(2.0 / (5.0 * dim)) ** 0.5)
-
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        return self.embedding(tokens)
+__all__ = ["IGNORE", "InfeasibleSetting", "SPLITS", "SyntheticTask", "Task", "TaskConfig", "split_rng"]

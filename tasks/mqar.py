@@ -14,17 +14,27 @@ context length.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Iterator, Optional
 
 import numpy as np
 import torch
+
+from xlstm.config import require
 
 from .base import IGNORE, InfeasibleSetting, SyntheticTask, TaskConfig, split_rng
 from .metrics import AccuracyByLength
 
 
 # App. B.1.2: batch size by context length; with batch 24 the learning rates are a tenth of the others'.
+PAPER_LR_FACTOR_AT_24 = 0.1
 PAPER_BATCH = {64: 512, 128: 512, 256: 256, 756: 128, 768: 128, 1024: 96, 2048: 24}
+
+
+def paper_batch(context: int) -> int:
+    if context not in PAPER_BATCH:
+        raise ValueError(f"task.batch_size=0 takes the paper's batch for the context, and the paper gives none for "
+                         f"context {context} (only {', '.join(map(str, PAPER_BATCH))}); set task.batch_size")
+    return PAPER_BATCH[context]
 
 
 def check_setting(context: int, pairs: int) -> None:
@@ -84,6 +94,17 @@ class MQARConfig(TaskConfig):
     eval_batch_size: int = 256
     epochs: Optional[int] = None  # when set, train for epochs x (num_train / batch) steps instead of trainer.max_steps
 
+    def check(self) -> None:
+        require(self.batch_size >= 0, "batch_size", ">= 0 (0 = the paper's batch for the context)", self.batch_size)
+        require(self.eval_batch_size >= 1, "eval_batch_size", ">= 1", self.eval_batch_size)
+        require(self.data_seed >= 0, "data_seed", ">= 0", self.data_seed)
+        require(self.num_workers >= 0, "num_workers", ">= 0", self.num_workers)
+        for key in ("context_length", "num_train", "num_eval"):
+            require(getattr(self, key) >= 1, key, ">= 1", getattr(self, key))
+        require(self.num_kv_pairs >= 0, "num_kv_pairs", ">= 0 (0 = context_length / 16)", self.num_kv_pairs)
+        require(self.vocab_size >= 4, "vocab_size", ">= 4", self.vocab_size)
+        require(self.epochs is None or self.epochs >= 1, "epochs", "None or >= 1", self.epochs)
+
 
 class MQARMetrics(AccuracyByLength):
     """Accuracy on the query positions per evaluated context length; ``acc`` is the training context's."""
@@ -100,28 +121,38 @@ class MQARTask(SyntheticTask):
     config_class = MQARConfig
     paper_name = "MQAR"
 
-    def __init__(self, config: MQARConfig):
-        super().__init__(config)
+    def __init__(self, config: MQARConfig, data_dir: str = "data"):
+        super().__init__(config, data_dir)
         self.context, self.pairs = config.context_length, config.num_kv_pairs or config.context_length // 16
         self.eval_contexts = [self.context, *config.eval_context_lengths]
         for context in self.eval_contexts:
             check_setting(context, self.pairs)
-        if config.batch_size == 0 and self.context not in PAPER_BATCH:
-            raise ValueError(f"no paper batch size for context {self.context}; set task.batch_size")
-        self.batch_size = config.batch_size or PAPER_BATCH[self.context]
+        if config.vocab_size // 2 - 1 < self.pairs:
+            raise InfeasibleSetting(f"MQAR vocabulary {config.vocab_size} has fewer than {self.pairs} keys")
+        self.batch_size = config.batch_size or paper_batch(self.context)
         self._train: tuple[np.ndarray, np.ndarray] | None = None
 
-    @property
-    def vocab_size(self) -> int:
-        return self.config.vocab_size
+    @classmethod
+    def vocab_size_of(cls, config: dict) -> int:
+        return config["vocab_size"]
 
-    def max_steps(self, default: int) -> int:
-        if self.config.epochs is None:
-            return default
-        return self.config.epochs * max(1, self.config.num_train // self.batch_size)
-
-    def lr_scale(self) -> float:
-        return 0.1 if self.batch_size <= 24 else 1.0
+    @classmethod
+    def protocol(cls, run: dict) -> dict[str, Any]:
+        """The paper's batch for the context (``batch_size: 0``) with its learning-rate rule (a tenth at batch 24,
+        floor included), and the steps of ``epochs`` passes over the training set."""
+        task, optim = run["task"], run["optim"]
+        values = super().protocol(run)
+        batch = task["batch_size"]
+        if batch == 0:
+            batch = values["task.batch_size"] = paper_batch(task["context_length"])
+            if batch <= 24:
+                scaled = lambda lr: float(f"{lr * PAPER_LR_FACTOR_AT_24:.12g}")  # noqa: E731  (no 0.0010000000000000002)
+                values["optim.lr"] = scaled(optim["lr"])
+                if optim.get("min_lr") is not None:
+                    values["optim.min_lr"] = scaled(optim["min_lr"])
+        if task["epochs"] is not None:
+            values["trainer.max_steps"] = task["epochs"] * max(1, task["num_train"] // batch)
+        return values
 
     def metrics(self) -> MQARMetrics:
         return MQARMetrics(max(self.eval_contexts), self.context)
@@ -160,11 +191,13 @@ class MQARTask(SyntheticTask):
                 batches.append(self._batch(inputs, targets, context))
         return batches
 
-    def preview(self, n: int, length: int | None, seed: int) -> list[dict]:
+    def preview(self, n: int, length: int | None, seed: int) -> Iterator[dict]:
+        """``length`` is the context; it gets length / 16 pairs (at least 1)."""
         c = self.config
         context, pairs = (length, max(1, length // 16)) if length else (self.context, self.pairs)
         check_setting(context, pairs)
-        inputs, targets = mqar(np.random.default_rng([seed, 99]), n, context, pairs, c.vocab_size, c.power_a,
-                               c.random_non_queries)
-        return [{"task": c.name, "length": int(context), "input": " ".join(map(str, x)),
-                 "target": " ".join(str(t) for t in y if t != IGNORE)} for x, y in zip(inputs, targets)]
+        rng = np.random.default_rng([seed, 99])
+        for _ in range(n):
+            inputs, targets = mqar(rng, 1, context, pairs, c.vocab_size, c.power_a, c.random_non_queries)
+            yield {"task": c.name, "length": int(context), "input": " ".join(map(str, inputs[0])),
+                   "target": " ".join(str(t) for t in targets[0] if t != IGNORE)}

@@ -55,7 +55,8 @@ def activation(name: str) -> Callable[[torch.Tensor], torch.Tensor]:
 
 
 def ffn_hidden_dim(dim: int, proj_factor: float, round_to: int) -> int:
-    """Hidden width: dim * factor rounded up to a multiple of ``round_to`` (1.3 * 768 = 998.4 -> 1024)."""
+    """Up-projection width: dim * factor rounded up to a multiple of ``round_to`` (1.3 * 768 = 998.4 -> 1024; the
+    mLSTM's 2 * 40 = 80 -> 128 with the official multiple 64)."""
     return int(math.ceil(dim * proj_factor / round_to) * round_to)
 
 

@@ -6,15 +6,21 @@ type fails when the config is composed.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
+
+
+def require(condition: bool, key: str, rule: str, value) -> None:
+    """Raise the one-line error of a config value a run cannot use, naming the key (relative to the model)."""
+    if not condition:
+        raise ValueError(f"{key} must be {rule}, got {value!r}")
 
 
 @dataclass
 class BackboneConfig:
     """Fields every model has, so that experiment grids can set them for any model.
 
-    name: the registry key (``xlstm.MODELS``), e.g. "lstm", "llama", "xlstm[1:0]".
+    name: the registry key (``xlstm.MODELS``), e.g. "lstm", "llama", "xlstm_1_0".
     embedding_dim: the residual width D of the backbone ``(B, S, D) -> (B, S, D)``.
     num_blocks: residual blocks (layers for the plain LSTM).
     num_heads: heads of the sequence mixer (attention heads, mLSTM/sLSTM heads).
@@ -29,6 +35,12 @@ class BackboneConfig:
     vocab_size: int = 50304
     context_length: int = 2048
     tie_embeddings: bool = False
+
+    def check(self) -> None:
+        """Values the types allow but no model can use; each model's own rules are checked when it is built."""
+        for key in ("embedding_dim", "num_blocks", "num_heads", "vocab_size", "context_length"):
+            require(getattr(self, key) >= 1, key, ">= 1", getattr(self, key))
+        require(0.0 <= self.dropout < 1.0, "dropout", "in [0, 1)", self.dropout)
 
 
 @dataclass
@@ -45,22 +57,29 @@ class FeedForwardConfig:
     ffn_act: str = "gelu"  # gelu | relu | relu2 | silu
     ffn_gated: bool = True
 
+    def check(self) -> None:
+        super().check()  # the next class in the model config's MRO (BackboneConfig)
+        require(self.ffn_proj_factor > 0, "ffn_proj_factor", "> 0", self.ffn_proj_factor)
+        require(self.ffn_round_to >= 1, "ffn_round_to", ">= 1", self.ffn_round_to)
+
 
 @dataclass
 class xLSTMConfig(FeedForwardConfig, BackboneConfig):
-    """The xLSTM[a:b] stack. ``name`` ("xlstm[7:1]", ...) gives the mLSTM:sLSTM ratio; ``slstm_at`` (block indices)
-    overrides where the sLSTM blocks go (None = the paper's positions, see ``xlstm.stack.slstm_positions``).
+    """The xLSTM[a:b] stack. ``ratio`` = [a, b] is the mLSTM:sLSTM ratio; ``slstm_at`` (block indices) overrides where
+    the sLSTM blocks go (None = the paper's positions, see ``xlstm.stack.slstm_positions``).
 
     Defaults are the paper's language-model settings (App. A/B): mLSTM in pre-up-projection blocks (factor 2, causal
     conv 4, q/k/v block size 4, 4 heads), sLSTM in post-up-projection blocks (conv 4, 4 heads, gated GeLU FFN 1.3).
     """
 
-    name: str = "xlstm[1:0]"
+    name: str = "xlstm_1_0"
     num_heads: int = 4
+    ratio: list[int] = field(default_factory=lambda: [1, 0])  # [mLSTM, sLSTM] blocks: the a:b of xLSTM[a:b]
     slstm_at: Optional[list[int]] = None
     # mLSTM block
     mlstm_block: str = "pre_up"  # pre_up (paper default) | post_up (Table 8: mLSTM mixer + FFN, no up-projection)
     mlstm_proj_factor: float = 2.0
+    mlstm_proj_round_to: int = 64  # inner width = proj_factor * D rounded up to a multiple of this (official code)
     mlstm_conv_kernel: int = 4  # 0 = no convolution (Table 8)
     mlstm_qkv_block_size: int = 4
     mlstm_backend: str = "auto"  # see kernels.mlstm.BACKENDS
@@ -81,3 +100,13 @@ class xLSTMConfig(FeedForwardConfig, BackboneConfig):
     slstm_recurrent_init: str = "zeros"  # zeros | standard (U(+-1/sqrt(D)))
     slstm_fgate_bias_init: str = "powerlaw"  # powerlaw (block dependent) | linspace (3..6) | zeros
     slstm_recurrent_grad_clip: Optional[float] = None  # the paper clips the recurrent gradient at 10
+
+    def check(self) -> None:
+        super().check()
+        require(len(self.ratio) == 2 and min(self.ratio) >= 0 and max(self.ratio) >= 1, "ratio",
+                "[a, b] with a, b >= 0, not both 0", list(self.ratio))
+        require(self.mlstm_proj_round_to >= 1, "mlstm_proj_round_to", ">= 1", self.mlstm_proj_round_to)
+        require(self.mlstm_chunk_size >= 1, "mlstm_chunk_size", ">= 1", self.mlstm_chunk_size)
+        require(self.mlstm_qkv_block_size >= 1, "mlstm_qkv_block_size", ">= 1", self.mlstm_qkv_block_size)
+        require(self.mlstm_conv_kernel >= 0 and self.slstm_conv_kernel >= 0, "mlstm_conv_kernel/slstm_conv_kernel",
+                ">= 0", (self.mlstm_conv_kernel, self.slstm_conv_kernel))

@@ -16,7 +16,7 @@ from torch import nn
 
 from kernels.mlstm import mlstm, mlstm_step, zero_state
 
-from .components import BlockDiagonalLinear, CausalConv1d, MultiHeadNorm, small_init_, wang_init_
+from .components import BlockDiagonalLinear, CausalConv1d, MultiHeadNorm, ffn_hidden_dim, small_init_, wang_init_
 
 
 def gate_bias(spec: str, num_heads: int) -> torch.Tensor:
@@ -63,7 +63,7 @@ class mLSTMLayer(nn.Module):
         super().__init__()
         c = config
         D, NH = c.embedding_dim, c.num_heads
-        inner = int(round(c.mlstm_proj_factor * D))
+        inner = ffn_hidden_dim(D, c.mlstm_proj_factor, c.mlstm_proj_round_to)  # rounded up, as the official code
         if inner % NH or inner % c.mlstm_qkv_block_size:
             raise ValueError(f"mLSTM inner width {inner} must be divisible by num_heads={NH} and "
                              f"mlstm_qkv_block_size={c.mlstm_qkv_block_size}")

@@ -6,7 +6,7 @@ import sys
 
 import torch
 
-from .registry import MODELS, build
+from .registry import MODELS, build, canonical_name, paper_label
 
 
 def count(name: str, size: str | None = None, **overrides) -> int:
@@ -18,14 +18,15 @@ def count(name: str, size: str | None = None, **overrides) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 2:
-        print(f"usage: python -m xlstm.params NAME SIZE   (NAME: {', '.join(MODELS)})", file=sys.stderr)
+        print(f"usage: python -m xlstm.params NAME SIZE   (NAME: {', '.join(MODELS)}; xlstm[7:1] works too)", file=sys.stderr)
         return 2
     try:
-        n = count(*argv)
+        name = canonical_name(argv[0])
+        n = count(name, argv[1])
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(f"{argv[0]} {argv[1]}: {n:,} parameters ({n / 1e6:.1f}M)")
+    print(f"{name} ({paper_label(name)}) {argv[1]}: {n:,} parameters ({n / 1e6:.1f}M)")
     return 0
 
 

@@ -1,8 +1,14 @@
-"""MODELS: the one registry of models, keyed by the names used in configs and ``build``."""
+"""MODELS: the one registry of models. Its key is the Hydra option name (``model=xlstm_7_1``), the run records'
+``model`` field and the name ``build`` takes; the paper's row label and the config values that define an entry
+(the xLSTM block ratio, an untied head) are fields of the entry. The registry's order is the tables' row order.
+"""
 from __future__ import annotations
 
+import copy
 import dataclasses
 import re
+from dataclasses import dataclass, field
+from typing import Any
 
 from .backbone import Backbone
 from .baselines.lstm import LSTM, LSTMBlock
@@ -11,53 +17,91 @@ from .baselines.rwkv4 import RWKV4
 from .baselines.transformer import GPT3, Llama
 from .config import BackboneConfig
 from .lm import LanguageModel
-from .stack import ARCHS, xLSTM
+from .sizes import paper_size
+from .config import xLSTMConfig
+from .stack import xLSTM
 
-MODELS: dict[str, type[Backbone]] = {
-    **{arch: xLSTM for arch in ARCHS},
-    "llama": Llama,
-    "gpt3": GPT3,
-    "mamba": Mamba,
-    "mamba_nowt": Mamba,
-    "rwkv4": RWKV4,
-    "lstm": LSTM,
-    "lstm_block": LSTMBlock,
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One registry entry: the backbone class, the paper's row label, the config values that make this entry
+    (applied over the class's config defaults) and the family whose paper sizes it takes (``xlstm.sizes``)."""
+
+    backbone: type[Backbone]
+    label: str
+    family: str
+    defaults: dict[str, Any] = field(default_factory=dict)
+
+
+# The paper's row order: Transformers and state-space models, RNN baselines, then the xLSTMs.
+MODELS: dict[str, ModelSpec] = {
+    "llama": ModelSpec(Llama, "Llama", "llama"),
+    "gpt3": ModelSpec(GPT3, "GPT-3", "gpt3"),
+    "mamba": ModelSpec(Mamba, "Mamba", "mamba"),
+    # a config variant of mamba: the MQAR experiments tie "Mamba" (Zoology's default) and keep this one untied
+    "mamba_nowt": ModelSpec(Mamba, "Mamba (noWT)", "mamba", {"tie_embeddings": False}),
+    "rwkv4": ModelSpec(RWKV4, "RWKV-4", "rwkv4"),
+    "lstm_block": ModelSpec(LSTMBlock, "LSTM (Block)", "lstm_block"),
+    "lstm": ModelSpec(LSTM, "LSTM", "lstm"),
+    **{f"xlstm_{a}_{b}": ModelSpec(xLSTM, f"xLSTM[{a}:{b}]", "xlstm", {"ratio": [a, b]})
+       for a, b in ((0, 1), (1, 0), (1, 1), (7, 1))},
 }
 
 
-def option_name(name: str) -> str:
-    """The Hydra option file for a registry key: "xlstm[1:0]" -> "xlstm_1_0" (brackets and colons do not
-    survive Hydra's override grammar); other keys are their own option name."""
-    return re.sub(r"[\[\]:]+", "_", name).strip("_")
-
-
-def model_class(name: str) -> type[Backbone]:
-    if name not in MODELS:
+def canonical_name(name: str) -> str:
+    """The registry key for either spelling people type: "xlstm[7:1]", "xLSTM[7:1]" and "xlstm_7_1" all give
+    "xlstm_7_1"; "Llama" gives "llama". Unknown names raise ValueError listing the valid ones."""
+    key = re.sub(r"^xlstm\[(\d+):(\d+)\]$", r"xlstm_\1_\2", str(name).strip().lower())
+    if key not in MODELS:
         raise ValueError(f"unknown model {name!r}; valid models: {', '.join(MODELS)}")
-    return MODELS[name]
+    return key
+
+
+def model_spec(name: str) -> ModelSpec:
+    return MODELS[canonical_name(name)]
 
 
 def paper_label(name: str) -> str:
-    """The paper's row label of a registry entry, e.g. "xlstm[7:1]" -> "xLSTM[7:1]", "lstm_block" -> "LSTM (Block)"."""
-    return model_class(name).paper_label(name)
+    """The paper's row label, e.g. "xlstm_7_1" -> "xLSTM[7:1]", "lstm_block" -> "LSTM (Block)"."""
+    return model_spec(name).label
+
+
+def row_order(name: str) -> int:
+    """Position of a model in the paper's tables (unknown names last)."""
+    try:
+        return list(MODELS).index(canonical_name(name))
+    except ValueError:
+        return len(MODELS)
 
 
 def make_config(name: str, size: str | None = None, **overrides) -> BackboneConfig:
-    """The model's config: its defaults (or the paper's dims at ``size``), ``name`` set, ``overrides`` applied."""
-    cls = model_class(name)
-    valid = {f.name for f in dataclasses.fields(cls.config_class)}
+    """The model's config: class defaults, then the entry's defaults, then the paper's dims at ``size`` (if given),
+    then ``overrides``; ``name`` is the registry key."""
+    key = canonical_name(name)
+    spec = MODELS[key]
+    valid = {f.name for f in dataclasses.fields(spec.backbone.config_class)}
     unknown = sorted(set(overrides) - valid)
     if unknown:
-        raise ValueError(f"unknown config keys for model {name!r}: {', '.join(unknown)}; valid: {', '.join(sorted(valid))}")
-    base = cls.sized_config(name, size) if size is not None else cls.config_class(name=name)
-    return dataclasses.replace(base, **{**overrides, "name": name})
+        raise ValueError(f"unknown config keys for model {key!r}: {', '.join(unknown)}; valid: {', '.join(sorted(valid))}")
+    sized = paper_size(spec.family, size) if size is not None else {}
+    return spec.backbone.config_class(**{**copy.deepcopy(spec.defaults), **sized, **overrides, "name": key})
+
+
+def paper_config(arch: str, size: str, **overrides) -> xLSTMConfig:
+    """The paper's xLSTM language model at a size: Table 7 dims, 4 heads, vocab 50304, context 2048, the paper's
+    sLSTM positions; ``arch`` in either spelling ("xlstm[7:1]" or "xlstm_7_1")."""
+    key = canonical_name(arch)
+    if MODELS[key].backbone is not xLSTM:
+        raise ValueError(f"{arch!r} is not an xLSTM; valid: {', '.join(k for k, s in MODELS.items() if s.backbone is xLSTM)}")
+    return make_config(key, size, **overrides)
 
 
 def build_backbone(config: BackboneConfig) -> Backbone:
-    return model_class(config.name)(config)
+    config.check()
+    return model_spec(config.name).backbone(config)
 
 
 def build(name: str, size: str | None = None, **overrides) -> LanguageModel:
-    """The language model of a registered model, e.g. ``build("xlstm[7:1]", "350M")`` or
+    """The language model of a registered model, e.g. ``build("xlstm[7:1]", "350M")`` (either spelling) or
     ``build("lstm", embedding_dim=64, vocab_size=100)``."""
     return LanguageModel(build_backbone(make_config(name, size, **overrides)))

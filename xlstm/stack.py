@@ -1,8 +1,6 @@
 """xLSTM[a:b]: residual stacks of mLSTM and sLSTM blocks, the paper's sizes, and the LM."""
 from __future__ import annotations
 
-import dataclasses
-import re
 from typing import Any
 
 import torch
@@ -19,27 +17,17 @@ from .lm import LanguageModel
 from .mlstm_layer import HeadGate, mLSTMLayer
 from .slstm_layer import sLSTMLayer
 
-ARCHS = ("xlstm[1:0]", "xlstm[0:1]", "xlstm[1:1]", "xlstm[7:1]")
-
 # The paper's positions of the sLSTM blocks in xLSTM[7:1] (App. B.2): 24 blocks -> [3, 20]; 48 -> 6 blocks.
 PAPER_SLSTM_AT = {24: [3, 20], 48: [3, 5, 7, 40, 42, 44]}
 
-# Table 7: embedding dim and blocks per size (4 heads everywhere).
-PAPER_SIZES = {"125M": (768, 24), "350M": (1024, 48), "760M": (1536, 48), "1.3B": (2048, 48), "2.7B": (2560, 64)}
 
-
-def ratio(name: str) -> tuple[int, int]:
-    match = re.fullmatch(r"xlstm\[(\d+):(\d+)\]", name)
-    if not match or match.groups() == ("0", "0"):
-        raise ValueError(f"model name {name!r} is not of the form xlstm[a:b]")
-    return int(match[1]), int(match[2])
-
-
-def slstm_positions(name: str, num_blocks: int) -> list[int]:
-    """Block indices of the sLSTM blocks for xLSTM[a:b]: none for [1:0], all for [0:1]; for [7:1] the paper's
-    positions at 24 and 48 blocks; otherwise round(num_blocks * b / (a + b)) blocks, one at the end of each equal
-    stretch (e.g. [1:1] with 2 blocks -> [1], the official synthetic-task layout; with 4 blocks -> [1, 3])."""
-    a, b = ratio(name)
+def slstm_positions(ratio: list[int] | tuple[int, int], num_blocks: int) -> list[int]:
+    """Block indices of the sLSTM blocks for xLSTM[a:b], ratio = (a, b): none for [1:0], all for [0:1]; for [7:1]
+    the paper's positions at 24 and 48 blocks; otherwise round(num_blocks * b / (a + b)) blocks, one at the end of
+    each equal stretch (e.g. [1:1] with 2 blocks -> [1], the official synthetic-task layout; with 4 -> [1, 3])."""
+    a, b = ratio
+    if a < 0 or b < 0 or a + b == 0:
+        raise ValueError(f"ratio must be [a, b] with a, b >= 0, not both 0; got {list(ratio)}")
     if b == 0:
         return []
     if a == 0:
@@ -96,21 +84,12 @@ class xLSTM(Backbone):
     """xLSTM[a:b] backbone: pre-LN residual mLSTM and sLSTM blocks, then the post-blocks LayerNorm."""
 
     config_class = xLSTMConfig
-    paper_name = "xLSTM"
-
-    @classmethod
-    def paper_label(cls, name: str) -> str:
-        return name.replace("xlstm", "xLSTM")
-
-    @classmethod
-    def sized_config(cls, name: str, size: str) -> xLSTMConfig:
-        return paper_config(name, size)
 
     def __init__(self, config: xLSTMConfig):
         super().__init__(config)
         c = config
         n = c.num_blocks
-        slstm_at = c.slstm_at if c.slstm_at is not None else slstm_positions(c.name, n)
+        slstm_at = c.slstm_at if c.slstm_at is not None else slstm_positions(c.ratio, n)
         if any(not 0 <= i < n for i in slstm_at):
             raise ValueError(f"slstm_at={slstm_at} has block indices outside 0..{n - 1}")
         self.slstm_at = sorted(slstm_at)
@@ -134,18 +113,6 @@ class xLSTM(Backbone):
 
     def forward_state(self, x: torch.Tensor, state: Any = None) -> tuple[torch.Tensor, Any]:
         return self.stack(x, state)
-
-
-def paper_config(arch: str, size: str, **overrides) -> xLSTMConfig:
-    """The paper's language model: vocab 50304, context 2048, Table 7 dims, 4 heads, the paper's sLSTM positions."""
-    if arch not in ARCHS:
-        raise ValueError(f"unknown arch {arch!r}; valid: {', '.join(ARCHS)}")
-    if size not in PAPER_SIZES:
-        raise ValueError(f"unknown size {size!r}; valid: {', '.join(PAPER_SIZES)}")
-    dim, blocks = PAPER_SIZES[size]
-    config = xLSTMConfig(name=arch, embedding_dim=dim, num_blocks=blocks, num_heads=4, vocab_size=50304,
-                         context_length=2048)
-    return dataclasses.replace(config, **overrides)
 
 
 class xLSTMLM(LanguageModel):

@@ -1,13 +1,18 @@
 """How each paper artefact's table and figures are built from run records: ``TABLES``, one module per artefact.
 
-``python -m experiments.tables NAME`` rebuilds results/NAME/{table.csv, table.md, *.png} from results/NAME/runs.
+``python -m experiments.tables NAME [--scale S] [--results-dir D]`` rebuilds
+results/NAME/<scale>/{table.csv, table.md, *.png} from results/NAME/<scale>/runs, for every scale that has records
+(or the one given). The same happens at the end of every multirun (``RebuildTables``).
 """
 from __future__ import annotations
 
+import argparse
+import json
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import matplotlib
 
@@ -15,8 +20,14 @@ matplotlib.use("Agg")  # before any pyplot import: tables are drawn headless
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from hydra.experimental.callback import Callback  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
+
+from ..results import (NOT_IN_RUN_ID, ROOT, experiment_dir, finite, launched_as_rank_zero,  # noqa: E402
+                       load_records, scales_with_records, write_atomic)
 
 PNG_METADATA = {"Software": None}  # no version string in the PNG: rebuilding the same records gives the same bytes
+DIVERGED_NOTE = "† some runs of this cell diverged (NaN/Inf loss or metrics) and ranked below the finished ones."
 
 
 @dataclass
@@ -42,44 +53,98 @@ def save_figure(fig: plt.Figure, path: Path) -> None:
     plt.close(fig)
 
 
+def commits(record: dict) -> list[str]:
+    """The commits that trained a record's weights (a resumed run can have two), "+dirty" where the tree was."""
+    segments = record.get("training") or [{"commit": record["git_commit"], "dirty": record.get("git_dirty")}]
+    return [s["commit"][:10] + ("+dirty" if s.get("dirty") else "") for s in segments]
+
+
+def scale_of(records: list[dict]) -> str:
+    """The scale a table shows ("small"); records are kept per scale, so there is one."""
+    return ", ".join(sorted({r["scale"] for r in records}))
+
+
 def provenance(records: list[dict]) -> str:
-    """One line that labels a table with what produced it: scales, steps, hardware, commits."""
+    """One line that labels a table with what produced it: scale, steps, hardware, commits."""
     records = [r for r in records if r["status"] != "infeasible"]
 
     def joined(key: str) -> str:
         return ", ".join(sorted({str(r[key]) for r in records}))
 
-    commits = sorted({r["git_commit"][:10] + ("+dirty" if r.get("git_dirty") else "") for r in records})
+    trained = sorted({c for r in records for c in commits(r)})
     return (f"{len(records)} runs; scale: {joined('scale')}; steps: {joined('steps')}; "
-            f"hardware: {joined('hardware')}; commits: {', '.join(commits)}")
-
-
-# Row order of the paper's figures: Transformers and SSMs, RNN baselines, then the xLSTMs.
-MODEL_ORDER = ["llama", "gpt3", "mamba", "mamba_nowt", "rwkv4", "lstm_block", "lstm", "xlstm[0:1]", "xlstm[1:0]",
-               "xlstm[1:1]", "xlstm[7:1]"]
+            f"hardware: {joined('hardware')}; commits: {', '.join(trained)}")
 
 
 def model_label(name: str) -> str:
-    from xlstm import MODELS, paper_label
+    from xlstm import paper_label
 
-    return paper_label(name) if name in MODELS else name
+    try:
+        return paper_label(name)
+    except ValueError:
+        return name
 
 
 def model_sort_key(name: str) -> tuple[int, str]:
-    return (MODEL_ORDER.index(name) if name in MODEL_ORDER else len(MODEL_ORDER), name)
+    """The paper's row order, which is the registry's order."""
+    from xlstm import row_order
+
+    return (row_order(name), name)
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict[str, str]:
+    if isinstance(tree, dict):
+        out: dict[str, str] = {}
+        for key, value in tree.items():
+            out.update(_flatten(value, f"{prefix}{key}."))
+        return out
+    return {prefix[:-1]: json.dumps(tree)}
+
+
+# Left out of a run's setting: what never changes its numbers, the seed (cells average over it) and the learning
+# rate with its floor (cells choose it by validation).
+NOT_A_SETTING = (*NOT_IN_RUN_ID, "seed", "optim.lr", "optim.min_lr")
+
+
+def variants(records: list[dict], axes: list[str]) -> list[str]:
+    """Per record, the part of its setting that sets it apart within its table cell (records with the same values
+    at the config paths ``axes``): "" when the whole cell ran one setting (the normal case), else the keys where
+    the cell's settings differ, e.g. "trainer.max_steps=20". A table shows each variant as its own row, so runs of
+    different settings are never averaged as seeds of one point."""
+    flat = []
+    for r in records:
+        setting = _flatten(r["config"])
+        for key in NOT_A_SETTING:
+            for k in [k for k in setting if k == key or k.startswith(key + ".")]:
+                del setting[k]
+        flat.append(setting)
+    cells: dict[tuple, list[int]] = {}
+    for i, setting in enumerate(flat):
+        cells.setdefault(tuple(setting.get(a) for a in axes), []).append(i)
+    out = [""] * len(records)
+    for members in cells.values():
+        keys = sorted({k for i in members for k in flat[i]})
+        differing = [k for k in keys if len({flat[i].get(k) for i in members}) > 1]
+        for i in members:
+            out[i] = ", ".join(f"{k}={json.loads(flat[i][k]) if k in flat[i] else None}" for k in differing)
+    return out
 
 
 def best_by_validation(runs: pd.DataFrame, keys: list[str], higher_is_better: bool = True) -> pd.DataFrame:
     """Per group of ``keys``: the lr with the best mean validation score (over seeds), and at that lr the test
-    mean and std over seeds. ``runs`` has columns keys + [lr, seed, val, test]; diverged runs have NaN scores,
-    and an lr with any diverged seed ranks below every lr whose seeds all finished."""
+    mean and std over seeds. ``runs`` has columns keys + [lr, seed, val, test]; diverged runs (and runs whose
+    scores are NaN/Inf) have NaN scores, count in ``diverged``, and an lr with any diverged seed ranks below every
+    lr whose seeds all finished."""
+    runs = runs.assign(val=runs.val.map(finite), test=runs.test.map(finite))
+    runs.loc[runs.test.isna(), "val"] = np.nan  # a run with a non-finite test score diverged too
     rows = []
-    for group, sub in runs.groupby(keys, sort=True):
+    for group, sub in runs.groupby(keys, sort=True, dropna=False):
         by_lr = sub.groupby("lr").agg(val=("val", "mean"), test_mean=("test", "mean"), test_std=("test", "std"),
                                       seeds=("seed", "nunique"), finished=("val", "count"))
         complete = by_lr[by_lr.finished == by_lr.seeds]
         pool = complete if len(complete) else by_lr
         pool = pool.dropna(subset=["val"])
+        diverged = int(sub.val.isna().sum())
         if len(pool):
             lr = pool.val.idxmax() if higher_is_better else pool.val.idxmin()
             best = pool.loc[lr]
@@ -87,13 +152,17 @@ def best_by_validation(runs: pd.DataFrame, keys: list[str], higher_is_better: bo
                        test_std=0.0 if best.seeds == 1 else best.test_std, seeds=int(best.finished))
         else:
             row = dict(best_lr=np.nan, val=np.nan, test_mean=np.nan, test_std=np.nan, seeds=0)
-        rows.append({**dict(zip(keys, group if isinstance(group, tuple) else (group,))), **row})
+        rows.append({**dict(zip(keys, group if isinstance(group, tuple) else (group,))), **row, "diverged": diverged})
     return pd.DataFrame(rows)
 
 
-def cell(mean: float, std: float, paper: float | None = None, seeds: int = 2) -> str:
-    """"0.52 ± 0.03 (0.11)": ours, the std over seeds (left out for one seed), the paper's value."""
-    text = "diverged" if np.isnan(mean) else f"{mean:.2f}" + (f" ± {std:.2f}" if seeds > 1 else "")
+def cell(mean: float, std: float, paper: float | None = None, seeds: int = 2, diverged: int = 0) -> str:
+    """"0.52 ± 0.03 (0.11)": ours, the std over seeds (left out for one seed), the paper's value; "†" when runs
+    of the cell diverged; "diverged" when no run of it finished with a finite score."""
+    if not np.isfinite(mean):
+        text = "diverged"
+    else:
+        text = f"{mean:.2f}" + (f" ± {std:.2f}" if seeds > 1 else "") + (" †" if diverged else "")
     if paper is not None and not np.isnan(paper):
         text += f" ({paper:.2f})"
     return text
@@ -114,18 +183,62 @@ def table_builder(experiment: str) -> Callable[[list[dict], Path], Artefact]:
     return tables[experiment]
 
 
-def main(argv: list[str] | None = None) -> int:
-    from ..results import ROOT, rebuild
+def rebuild(experiment: str, scale: str, results_dir: str | Path = ROOT / "results") -> Path:
+    """Rebuild table.csv, table.md and the figures of one experiment at one scale; returns their folder. Every
+    file is written through a rename, so processes that rebuild at the same time never leave a torn file."""
+    build = table_builder(experiment)
+    out = experiment_dir(results_dir, experiment, scale)
+    records = load_records(results_dir, experiment, scale)
+    if not records:
+        raise ValueError(f"no records under {out / 'runs'}; run `python -m experiments.train "
+                         f"experiment={experiment} scale={scale}` first")
+    artefact = build(records, ROOT / "results" / "paper")
+    write_atomic(out / "table.csv", artefact.table.to_csv(index=False, float_format="%.4f"))
+    write_atomic(out / "table.md", artefact.markdown)
+    for name, draw in artefact.figures.items():
+        tmp = out / f".{Path(name).stem}.tmp{os.getpid()}{Path(name).suffix}"
+        draw(tmp)
+        os.replace(tmp, out / name)
+    return out
 
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) not in (1, 2):
-        print("usage: python -m experiments.tables NAME [RESULTS_DIR]", file=sys.stderr)
-        return 2
+
+class RebuildTables(Callback):
+    """Hydra callback: rebuild the experiment's table at the run's scale after a multirun (and a single run)."""
+
+    def _rebuild(self, config: DictConfig) -> None:
+        experiment = config.get("experiment")
+        if not experiment or not launched_as_rank_zero():
+            return
+        try:
+            out = rebuild(experiment, config.scale.name, config.paths.results_dir)
+        except ValueError as err:
+            print(f"[tables] {err}")
+            return
+        print(f"[tables] {experiment}: wrote {out / 'table.md'}\n" + (out / "table.md").read_text())
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        self._rebuild(config)
+
+    def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
+        self._rebuild(config)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m experiments.tables")
+    parser.add_argument("name", help=f"one of: {', '.join(_tables())}")
+    parser.add_argument("--scale", default=None, help="smoke, small or paper (default: every scale with records)")
+    parser.add_argument("--results-dir", default=str(ROOT / "results"))
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     try:
-        out = rebuild(argv[0], argv[1] if len(argv) == 2 else ROOT / "results")
+        table_builder(args.name)
+        scales = [args.scale] if args.scale else scales_with_records(args.results_dir, args.name)
+        if not scales:
+            raise ValueError(f"no records under {Path(args.results_dir) / args.name}/<scale>/runs; run "
+                             f"`python -m experiments.train experiment={args.name}` first")
+        for scale in scales:
+            out = rebuild(args.name, scale, args.results_dir)
+            print((out / "table.md").read_text())
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print((out / "table.md").read_text())
     return 0
-

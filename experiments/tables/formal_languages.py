@@ -8,22 +8,21 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from . import (Artefact, best_by_validation, cell, model_label, model_sort_key, panel_grid, provenance,
-               save_figure)
+from . import (DIVERGED_NOTE, Artefact, best_by_validation, cell, model_label, model_sort_key, panel_grid,
+               provenance, save_figure, scale_of, variants)
 
 
 def formal_languages(records: list[dict], paper_dir: Path) -> Artefact:
     from tasks.formal import LANGUAGES, LEVELS
 
     runs = pd.DataFrame([{
-        "model": r["model"], "task": r["task"], "lr": r["lr"], "seed": r["seed"],
-        "val": r["metrics"]["val"]["acc_scaled"] if r["status"] == "finished" else np.nan,
-        "test": r["metrics"]["test"]["acc_scaled"] if r["status"] == "finished" else np.nan,
-    } for r in records])
-    table = best_by_validation(runs, ["model", "task"])
+        "model": r["model"], "variant": variant, "task": r["task"], "lr": r["lr"], "seed": r["seed"],
+        "val": _score(r, "val"), "test": _score(r, "test"),
+    } for r, variant in zip(records, variants(records, ["model.name", "task.name"]))])
+    table = best_by_validation(runs, ["model", "variant", "task"])
     language = {t: LANGUAGES[t] for t in table.task}
     table["level"] = [language[t].level for t in table.task]
-    table["model_label"] = table.model.map(model_label)
+    table["model_label"] = [model_label(m) + (f" [{v}]" if v else "") for m, v in zip(table.model, table.variant)]
     table["task_label"] = [language[t].paper_name for t in table.task]
 
     paper = pd.read_csv(paper_dir / "fig12_formal_supplementary.csv")
@@ -34,14 +33,14 @@ def formal_languages(records: list[dict], paper_dir: Path) -> Artefact:
     table["level_order"] = table.level.map(LEVELS.index)
     table["model_order"] = table.model.map(model_sort_key)
     table = table.sort_values(["level_order", "task_label", "model_order"]).reset_index(drop=True)
-    table = table[["model", "model_label", "task", "task_label", "level", "best_lr", "seeds", "val", "test_mean",
-                   "test_std", "paper_mean", "paper_std"]]
+    table = table[["model", "variant", "model_label", "task", "task_label", "level", "best_lr", "seeds", "diverged",
+                   "val", "test_mean", "test_std", "paper_mean", "paper_std"]]
 
     tasks = list(dict.fromkeys(table.task_label))
     levels = [table.level[table.task_label == t].iloc[0] for t in tasks]
-    models = [model_label(m) for m in sorted(table.model.unique(), key=model_sort_key)]
+    models = list(dict.fromkeys(table.sort_values("model_order", kind="stable").model_label))
     lines = [
-        "# Formal languages (Figure 4 / Figure 12)",
+        f"# Formal languages (Figure 4 / Figure 12), {scale_of(records)} scale",
         "",
         "Rescaled accuracy on the test lengths (0 = random, 1 = perfect), averaged over lengths; learning rate chosen",
         "by validation, mean ± std over seeds (no ± with one seed). In parentheses: the paper's value where it prints one (Figure 12;",
@@ -57,14 +56,20 @@ def formal_languages(records: list[dict], paper_dir: Path) -> Artefact:
         cells = []
         for t in tasks:
             row = table[(table.model_label == m) & (table.task_label == t)]
-            cells.append(cell(row.test_mean.iloc[0], row.test_std.iloc[0], row.paper_mean.iloc[0], row.seeds.iloc[0])
-                         if len(row) else "")
+            cells.append(cell(row.test_mean.iloc[0], row.test_std.iloc[0], row.paper_mean.iloc[0], row.seeds.iloc[0],
+                              row.diverged.iloc[0]) if len(row) else "")
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    if table.diverged.any():
+        lines += ["", DIVERGED_NOTE]
     by_length = _by_length(records, table)
     return Artefact(table, "\n".join(lines) + "\n", {
         "table.png": lambda path: _heatmap(table, models, tasks, levels, path),
         "accuracy_by_length.png": lambda path: _length_curves(by_length, path),
     })
+
+
+def _score(record: dict, split: str) -> float:
+    return record["metrics"][split].get("acc_scaled", np.nan) if record["status"] == "finished" else np.nan
 
 
 def _short(level: str) -> str:
@@ -73,11 +78,14 @@ def _short(level: str) -> str:
 
 def _by_length(records: list[dict], table: pd.DataFrame) -> pd.DataFrame:
     """Test rescaled accuracy per length for each (model, task) at its selected lr, mean over seeds."""
-    best = {(m, t): lr for m, t, lr in zip(table.model, table.task, table.best_lr)}
-    rows = [{"model": model_label(r["model"]), "order": model_sort_key(r["model"]), "task": r["task"],
-             "length": int(key.split("@")[1]), "acc_scaled": value}
-            for r in records if r["status"] == "finished" and best.get((r["model"], r["task"])) == r["lr"]
-            for key, value in r["metrics"]["test"].items() if key.startswith("acc_scaled@")]
+    best = {(m, v, t): (lr, label) for m, v, t, lr, label in zip(table.model, table.variant, table.task,
+                                                                table.best_lr, table.model_label)}
+    rows = [{"model": best[key][1], "order": model_sort_key(r["model"]), "task": r["task"],
+             "length": int(metric.split("@")[1]), "acc_scaled": value}
+            for r, variant in zip(records, variants(records, ["model.name", "task.name"]))
+            for key in [(r["model"], variant, r["task"])]
+            if r["status"] == "finished" and key in best and best[key][0] == r["lr"]
+            for metric, value in r["metrics"]["test"].items() if metric.startswith("acc_scaled@")]
     frame = pd.DataFrame(rows, columns=["model", "order", "task", "length", "acc_scaled"])
     return frame.groupby(["order", "model", "task", "length"], as_index=False).acc_scaled.mean()
 

@@ -12,7 +12,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import Artefact, best_by_validation, model_label, model_sort_key, panel_grid, provenance, save_figure
+from . import (DIVERGED_NOTE, Artefact, best_by_validation, cell, model_label, model_sort_key, panel_grid, provenance,
+               save_figure, scale_of, variants)
+
+AXES = ["model.name", "model.embedding_dim", "task.context_length", "task.num_kv_pairs"]
 
 TITLES = {
     "mqar": "MQAR, experiment 1 (Figure 14): Zoology's settings",
@@ -24,7 +27,7 @@ TITLES = {
 def _rows(records: list[dict]) -> pd.DataFrame:
     """One row per (run, evaluated context): val and test accuracy at that context."""
     rows = []
-    for r in records:
+    for r, variant in zip(records, variants(records, AXES)):
         if r["status"] == "infeasible":
             continue
         task, model = r["config"]["task"], r["config"]["model"]
@@ -33,7 +36,7 @@ def _rows(records: list[dict]) -> pd.DataFrame:
         for context in contexts:
             key = f"acc@{context}"
             finished = r["status"] == "finished"
-            rows.append({"model": r["model"], "width": model["embedding_dim"], "context": task["context_length"],
+            rows.append({"model": r["model"], "variant": variant, "width": model["embedding_dim"], "context": task["context_length"],
                          "pairs": pairs, "eval_context": context, "lr": r["lr"], "seed": r["seed"],
                          # the learning rate is chosen on the training context's validation accuracy
                          "val": r["metrics"]["val"].get(f"acc@{task['context_length']}") if finished else np.nan,
@@ -42,15 +45,16 @@ def _rows(records: list[dict]) -> pd.DataFrame:
 
 
 def mqar_table(records: list[dict], paper_dir: Path, experiment: str) -> Artefact:
-    table = best_by_validation(_rows(records), ["model", "width", "context", "pairs", "eval_context"])
-    table["model_label"] = table.model.map(model_label)
+    table = best_by_validation(_rows(records), ["model", "variant", "width", "context", "pairs", "eval_context"])
+    table["model_label"] = [model_label(m) + (f" [{v}]" if v else "") for m, v in zip(table.model, table.variant)]
     table["order"] = table.model.map(model_sort_key)
     table = table.sort_values(["context", "pairs", "eval_context", "order", "width"]).drop(columns="order")
-    table = table.reset_index(drop=True)[["model", "model_label", "width", "context", "pairs", "eval_context",
-                                          "best_lr", "seeds", "val", "test_mean", "test_std"]]
+    table = table.reset_index(drop=True)[["model", "variant", "model_label", "width", "context", "pairs",
+                                          "eval_context", "best_lr", "seeds", "diverged", "val", "test_mean",
+                                          "test_std"]]
     settings = list(dict.fromkeys(zip(table.context, table.pairs, table.eval_context)))
     widths = sorted(table.width.unique())
-    lines = [f"# {TITLES[experiment]}", "",
+    lines = [f"# {TITLES[experiment]}; {scale_of(records)} scale", "",
              "Test accuracy on the query positions (mean over seeds; ± std with more than one), best learning rate by",
              "validation accuracy at the training context. The paper gives these results only as plots: no paper",
              "number stands beside ours.", "", provenance(records)]
@@ -66,14 +70,11 @@ def mqar_table(records: list[dict], paper_dir: Path, experiment: str) -> Artefac
             cells = []
             for w in widths:
                 row = sub[(sub.model_label == label) & (sub.width == w)]
-                if not len(row):
-                    cells.append("")
-                elif np.isnan(row.test_mean.iloc[0]):
-                    cells.append("diverged")
-                else:
-                    std = f" ± {row.test_std.iloc[0]:.2f}" if row.seeds.iloc[0] > 1 else ""
-                    cells.append(f"{row.test_mean.iloc[0]:.2f}{std}")
+                cells.append(cell(row.test_mean.iloc[0], row.test_std.iloc[0], seeds=row.seeds.iloc[0],
+                                  diverged=row.diverged.iloc[0]) if len(row) else "")
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    if table.diverged.any():
+        lines += ["", DIVERGED_NOTE]
     return Artefact(table, "\n".join(lines) + "\n", {"table.png": lambda path: _plot(table, settings, path)})
 
 

@@ -15,10 +15,12 @@ over the answer positions, per length, averaged over lengths.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
+
+from xlstm.config import require
 
 from ..base import IGNORE, SyntheticTask, TaskConfig, split_rng
 from ..metrics import AccuracyByLength, rescale
@@ -57,6 +59,15 @@ class FormalTaskConfig(TaskConfig):
     eval_length_step: int = 1
     eval_samples_per_length: int = 32
 
+    def check(self) -> None:
+        super().check()
+        require(1 <= self.train_min_length <= self.train_max_length, "train_min_length",
+                ">= 1 and <= task.train_max_length", self.train_min_length)
+        require(1 <= self.eval_min_length <= self.eval_max_length, "eval_min_length",
+                ">= 1 and <= task.eval_max_length", self.eval_min_length)
+        require(self.eval_length_step >= 1, "eval_length_step", ">= 1", self.eval_length_step)
+        require(self.eval_samples_per_length >= 1, "eval_samples_per_length", ">= 1", self.eval_samples_per_length)
+
 
 class FormalMetrics(AccuracyByLength):
     """Accuracy per evaluation length and rescaled; ``acc`` and ``acc_scaled`` are the means over lengths."""
@@ -90,25 +101,27 @@ def layout(x: np.ndarray, y: np.ndarray, query: int | None) -> list[tuple[np.nda
     return rows
 
 
+def _language(name: str) -> Language:
+    from . import LANGUAGES
+
+    if name not in LANGUAGES:
+        raise ValueError(f"unknown formal language {name!r}; valid: {', '.join(LANGUAGES)}")
+    return LANGUAGES[name]
+
+
 class FormalLanguageTask(SyntheticTask):
     """One formal language (chosen by ``config.name``) as a data module."""
 
     config_class = FormalTaskConfig
 
-    def __init__(self, config: FormalTaskConfig):
-        super().__init__(config)
-        from . import LANGUAGES
-
-        if config.name not in LANGUAGES:
-            raise ValueError(f"unknown formal language {config.name!r}; valid: {', '.join(LANGUAGES)}")
-        if not 1 <= config.train_min_length <= config.train_max_length:
-            raise ValueError("task.train_min_length must be >= 1 and <= task.train_max_length")
-        self.language: Language = LANGUAGES[config.name]
+    def __init__(self, config: FormalTaskConfig, data_dir: str = "data"):
+        super().__init__(config, data_dir)
+        self.language: Language = _language(config.name)
         self.paper_name = self.language.paper_name
 
-    @property
-    def vocab_size(self) -> int:
-        return len(self.language.vocab)
+    @classmethod
+    def vocab_size_of(cls, config: dict) -> int:
+        return len(_language(config["name"]).vocab)
 
     @property
     def eval_lengths(self) -> list[int]:
@@ -158,13 +171,11 @@ class FormalLanguageTask(SyntheticTask):
     def decode(self, ids) -> str:
         return " ".join(self.language.vocab[int(i)] for i in ids)
 
-    def preview(self, n: int, length: int | None, seed: int) -> list[dict]:
+    def preview(self, n: int, length: int | None, seed: int) -> Iterator[dict]:
         c = self.config
         rng = np.random.default_rng([seed, 99])
-        out = []
         for _ in range(n):
             size = length if length is not None else int(rng.integers(c.train_min_length, c.train_max_length + 1))
             x, y = self.language.generate(rng, 1, max(size, self.language.min_length))
-            out.append({"task": c.name, "length": int(x.shape[1]), "input": self.decode(x[0]),
-                        "target": self.decode(y[0][y[0] != IGNORE])})
-        return out
+            yield {"task": c.name, "length": int(x.shape[1]), "input": self.decode(x[0]),
+                   "target": self.decode(y[0][y[0] != IGNORE])}

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from tasks import IGNORE, InfeasibleSetting, build_task
-from tasks.mqar import MQARConfig, mqar
+from tasks.mqar import MQARConfig, MQARTask, mqar
 
 
 @pytest.mark.parametrize("context, pairs", [(64, 4), (128, 8), (256, 16), (768, 48), (2048, 256), (16, 4)])
@@ -63,15 +63,30 @@ def test_epochs_reshuffle_the_same_training_set():
     epoch0 = [tuple(r) for i in range(4) for r in task.train_batch(i)["tokens"].tolist()]
     epoch1 = [tuple(r) for i in range(4, 8) for r in task.train_batch(i)["tokens"].tolist()]
     assert sorted(epoch0) == sorted(epoch1) and epoch0 != epoch1
-    assert task.max_steps(123) == 123
-    assert build_task(MQARConfig(context_length=64, num_train=1000, batch_size=100, epochs=3)).max_steps(1) == 30
 
 
-def test_paper_batch_sizes_and_learning_rate_rule():
-    assert build_task(MQARConfig(context_length=256)).batch_size == 256
-    small_batch = build_task(MQARConfig(context_length=2048, num_kv_pairs=48))
-    assert small_batch.batch_size == 24 and small_batch.lr_scale() == 0.1
-    assert build_task(MQARConfig(context_length=1024, num_kv_pairs=96)).lr_scale() == 1.0
+def _protocol(optim=None, **task) -> dict:
+    """The values MQAR's protocol writes into a run config."""
+    config = vars(MQARConfig(**task))
+    return MQARTask.protocol({"task": config, "optim": optim or {"lr": 1e-2, "min_lr": 1e-4}})
+
+
+def test_protocol_resolves_steps_batch_and_lr_into_the_run_config():
+    # epochs x (samples / batch) optimizer steps; no epochs: trainer.max_steps stays as configured
+    assert _protocol(context_length=64, num_train=1000, batch_size=100, epochs=3) == {
+        "model.vocab_size": 8192, "trainer.max_steps": 30}
+    assert "trainer.max_steps" not in _protocol(context_length=64, batch_size=100)
+    # batch 0 = the paper's batch for the context (App. B.1.2), and at batch 24 the learning rates are a tenth
+    assert _protocol(context_length=256)["task.batch_size"] == 256 and "optim.lr" not in _protocol(context_length=256)
+    at_2048 = _protocol(context_length=2048, num_kv_pairs=48, epochs=64)
+    assert at_2048["task.batch_size"] == 24 and at_2048["optim.lr"] == 1e-3 and at_2048["optim.min_lr"] == 1e-5
+    assert at_2048["trainer.max_steps"] == 64 * (100_000 // 24)
+    assert "optim.lr" not in _protocol(context_length=2048, num_kv_pairs=48, batch_size=24)  # an explicit batch
+    # applied once: the resolved config (batch 24, lr 1e-3) resolves to itself
+    assert "optim.lr" not in _protocol({"lr": 1e-3, "min_lr": 1e-5}, context_length=2048, num_kv_pairs=48,
+                                       batch_size=24)
+    with pytest.raises(ValueError, match="set task.batch_size"):
+        _protocol(context_length=100)
 
 
 def test_extrapolation_contexts_and_infeasible_settings():

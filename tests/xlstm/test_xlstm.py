@@ -37,12 +37,15 @@ def test_paper_layout_and_meta_build():
 
 
 def test_slstm_positions():
-    assert slstm_positions("xlstm[1:0]", 4) == [] and slstm_positions("xlstm[0:1]", 3) == [0, 1, 2]
-    assert slstm_positions("xlstm[1:1]", 2) == [1] and slstm_positions("xlstm[1:1]", 4) == [1, 3]
-    assert slstm_positions("xlstm[7:1]", 48) == [3, 5, 7, 40, 42, 44]
-    assert slstm_positions("xlstm[7:1]", 16) == [7, 15]
+    assert slstm_positions([1, 0], 4) == [] and slstm_positions([0, 1], 3) == [0, 1, 2]
+    assert slstm_positions([1, 1], 2) == [1] and slstm_positions([1, 1], 4) == [1, 3]
+    assert slstm_positions([7, 1], 48) == [3, 5, 7, 40, 42, 44]
+    assert slstm_positions([7, 1], 16) == [7, 15]
     with pytest.raises(ValueError):
-        slstm_positions("xlstm[0:0]", 2)
+        slstm_positions([0, 0], 2)
+    # the ratio is a config field: the registry entry sets it, any stack can change it
+    assert xlstm.make_config("xlstm_7_1").ratio == [7, 1]
+    assert xlstm.build("xlstm_1_0", embedding_dim=16, num_blocks=4, ratio=[1, 1]).backbone.slstm_at == [1, 3]
 
 
 def _small(arch: str, **kw) -> xlstm.LanguageModel:

@@ -30,8 +30,6 @@ class LSTM(Backbone):
     """``num_blocks`` stacked ``nn.LSTM`` layers of width D with PyTorch's default init; no norm, no residual."""
 
     config_class = LSTMConfig
-    paper_name = "LSTM"
-    paper_sizes = {"350M": dict(embedding_dim=1536, num_blocks=24)}  # Table 2, top: 607.8M
 
     def __init__(self, config: LSTMConfig):
         super().__init__(config)
@@ -61,9 +59,6 @@ class LSTMBlock(Backbone):
     it is the pre-LN residual LSTM ("+ ResNet backbone" of Table 2)."""
 
     config_class = LSTMBlockConfig
-    paper_name = "LSTM (Block)"
-    # Table 2, top ("+ up-projection backbone"): 24 blocks of width 1024, non-gated GeLU FFN x4, 505.9M
-    paper_sizes = {"350M": dict(embedding_dim=1024, num_blocks=24, ffn_gated=False, ffn_proj_factor=4.0)}
 
     def __init__(self, config: LSTMBlockConfig):
         super().__init__(config)

@@ -151,20 +151,10 @@ class _MambaBlock(nn.Module):
 
 
 class Mamba(Backbone):
-    """Mamba backbone: ``num_blocks`` residual Mamba blocks and a final RMSNorm. Registered twice: "mamba" and
-    "mamba_nowt" ("Mamba (noWT)", no weight tying). Both are untied by default, as counted in Table 7; the MQAR
-    experiment ties "mamba" (Zoology's default) and keeps "mamba_nowt" untied."""
+    """Mamba backbone: ``num_blocks`` residual Mamba blocks and a final RMSNorm. Untied by default, as counted in
+    Table 7; the registry's "mamba_nowt" is the untied variant the MQAR experiments keep beside a tied "mamba"."""
 
     config_class = MambaConfig
-    paper_name = "Mamba"
-    paper_sizes = {size: dict(embedding_dim=d, num_blocks=n) for size, (d, n) in  # Table 7
-                   {"125M": (768, 24), "350M": (1024, 48), "760M": (1536, 48), "1.3B": (2048, 48),
-                    "2.7B": (2560, 64)}.items()}
-
-    @classmethod
-    def paper_label(cls, name: str) -> str:
-        return "Mamba (noWT)" if name == "mamba_nowt" else "Mamba"
-
 
     def __init__(self, config: MambaConfig):
         super().__init__(config)

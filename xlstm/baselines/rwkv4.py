@@ -125,10 +125,6 @@ class _RWKV4Block(nn.Module):
 
 class RWKV4(Backbone):
     config_class = RWKV4Config
-    paper_name = "RWKV-4"
-    paper_sizes = {size: dict(embedding_dim=d, num_blocks=n) for size, (d, n) in  # Table 7
-                   {"125M": (768, 12), "350M": (1024, 24), "760M": (1536, 24), "1.3B": (2048, 24),
-                    "2.7B": (2560, 32)}.items()}
 
     def __init__(self, config: RWKV4Config):
         super().__init__(config)

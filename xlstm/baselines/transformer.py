@@ -17,19 +17,6 @@ from ..components import ResidualStack
 from ..config import BackboneConfig
 
 
-
-def _sizes(table: dict[str, tuple[int, int, int]]) -> dict[str, dict]:
-    return {size: dict(embedding_dim=d, num_blocks=n, num_heads=h) for size, (d, n, h) in table.items()}
-
-
-# Table 7 (Llama) and the GPT-3 paper's family (the xLSTM paper's GPT-3 rows use its 350M size):
-# size -> (embedding dim, blocks, heads)
-LLAMA_SIZES = _sizes({"125M": (768, 12, 12), "350M": (1024, 24, 16), "760M": (1536, 24, 16),
-                      "1.3B": (2048, 24, 16), "2.7B": (2560, 32, 32)})
-GPT3_SIZES = _sizes({"125M": (768, 12, 12), "350M": (1024, 24, 16), "760M": (1536, 24, 16),
-                     "1.3B": (2048, 24, 32), "2.7B": (2560, 32, 32)})
-
-
 @dataclass
 class LlamaConfig(BackboneConfig):
     name: str = "llama"
@@ -139,8 +126,6 @@ class GeLUMLP(nn.Module):
 
 class Llama(_Transformer):
     config_class = LlamaConfig
-    paper_name = "Llama"
-    paper_sizes = LLAMA_SIZES
 
     def __init__(self, config: LlamaConfig):
         super().__init__(config)
@@ -155,8 +140,6 @@ class Llama(_Transformer):
 
 class GPT3(_Transformer):
     config_class = GPT3Config
-    paper_name = "GPT-3"
-    paper_sizes = GPT3_SIZES
 
     def __init__(self, config: GPT3Config):
         super().__init__(config)

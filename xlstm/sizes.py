@@ -1,0 +1,44 @@
+"""The paper's model sizes, in one table: family -> size -> the config fields that make it.
+
+Sources: App. B.2 / Table 7 of the xLSTM paper for xLSTM, Llama, Mamba and RWKV-4 (dims, blocks, heads); the GPT-3
+paper's Table 2.1 for GPT-3 (the xLSTM paper's Table 1 uses its 350M model); Table 2 (top) for the two LSTM
+baselines, which exist at the 350M class only. Every registered model adds vocab 50304 and context 2048.
+``tests/xlstm/test_sizes.py`` checks this table against ``results/paper/table7_model_sizes.csv``.
+"""
+from __future__ import annotations
+
+PAPER_VOCAB = 50304
+PAPER_CONTEXT = 2048
+SIZES = ("125M", "350M", "760M", "1.3B", "2.7B")
+
+
+def _dims(table: dict[str, tuple]) -> dict[str, dict]:
+    """(embedding_dim, num_blocks[, num_heads]) rows -> config fields."""
+    names = ("embedding_dim", "num_blocks", "num_heads")
+    return {size: dict(zip(names, row)) for size, row in table.items()}
+
+
+PAPER_SIZES: dict[str, dict[str, dict]] = {
+    "xlstm": _dims({"125M": (768, 24, 4), "350M": (1024, 48, 4), "760M": (1536, 48, 4), "1.3B": (2048, 48, 4),
+                    "2.7B": (2560, 64, 4)}),
+    "llama": _dims({"125M": (768, 12, 12), "350M": (1024, 24, 16), "760M": (1536, 24, 16), "1.3B": (2048, 24, 16),
+                    "2.7B": (2560, 32, 32)}),
+    "gpt3": _dims({"125M": (768, 12, 12), "350M": (1024, 24, 16), "760M": (1536, 24, 16), "1.3B": (2048, 24, 32),
+                   "2.7B": (2560, 32, 32)}),
+    "mamba": _dims({"125M": (768, 24), "350M": (1024, 48), "760M": (1536, 48), "1.3B": (2048, 48),
+                    "2.7B": (2560, 64)}),
+    "rwkv4": _dims({"125M": (768, 12), "350M": (1024, 24), "760M": (1536, 24), "1.3B": (2048, 24),
+                    "2.7B": (2560, 32)}),
+    # Table 2, top: the vanilla 24-layer LSTM of width 1536 (607.8M) and "+ up-projection backbone", 24 blocks of
+    # width 1024 with a non-gated GeLU feed-forward x4 (505.9M)
+    "lstm": _dims({"350M": (1536, 24)}),
+    "lstm_block": {"350M": dict(embedding_dim=1024, num_blocks=24, ffn_gated=False, ffn_proj_factor=4.0)},
+}
+
+
+def paper_size(family: str, size: str) -> dict:
+    """Config fields of ``family`` at a paper size, vocab and context included."""
+    sizes = PAPER_SIZES.get(family, {})
+    if size not in sizes:
+        raise ValueError(f"unknown size {size!r} for {family}; paper sizes: {', '.join(sizes) or 'none'}")
+    return {"vocab_size": PAPER_VOCAB, "context_length": PAPER_CONTEXT, **sizes[size]}

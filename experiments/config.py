@@ -108,7 +108,9 @@ def first_point(overrides: list[str], multirun: bool = False) -> tuple[DictConfi
     """The composed config of the grid's first point (the first value of every sweep; with its ``hydra`` node), and
     the sweep when the command starts a multirun (None for a single run)."""
     head = compose(_first_values(overrides), hydra_node=True)
-    if not multirun and head.hydra.mode != "MULTIRUN":
+    from hydra.types import RunMode
+
+    if not multirun and head.hydra.mode != RunMode.MULTIRUN:
         return head, None
     grid = sweep(head, overrides)
     point = [f"{k}={v[0]}" for k, v in grid.items()]
@@ -234,6 +236,15 @@ def resolve(cfg: DictConfig, explicit: set[str], choices: dict[str, str] | None 
     changed = apply_protocol(cfg)
     validate(cfg)
     return changed
+
+
+def check_command(overrides: list[str], multirun: bool = False) -> tuple[DictConfig, dict[str, list[str]] | None]:
+    """Everything that can be checked before Hydra starts: option names, then the first grid point composed,
+    resolved and validated. Returns that point's config (with its ``hydra`` node) and the sweep (None: one run)."""
+    check_names(overrides)
+    cfg, grid = first_point(overrides, multirun)
+    resolve(cfg, explicit_keys(overrides), dict(cfg.hydra.runtime.choices))
+    return cfg, grid
 
 
 def grid_summary(grid: dict[str, list[str]], cfg: DictConfig) -> tuple[int, str]:

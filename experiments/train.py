@@ -21,7 +21,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from . import results
-from .config import (CONFIG_DIR, SuiteError, check_names, explicit_keys, first_point, grid_summary, options,  # noqa: F401
+from .config import (CONFIG_DIR, SuiteError, check_command, explicit_keys, grid_summary, options,  # noqa: F401
                      refuse_paper_scale_on_cpu, resolve, split_argv, validate)
 from .schema import register
 
@@ -57,14 +57,13 @@ def output_dir(cfg: DictConfig) -> Path:
 
 def ddp_child_argv(argv: list[str]) -> list[str]:
     """The command line Lightning's DDP launcher repeats for the other ranks: this job's own overrides in RUN
-    mode and its output folder, so that a rank started from one point of a multirun trains that point and does not
-    start the sweep."""
+    mode, so that a rank started from one point of a multirun trains that point and does not start the sweep.
+    (Lightning adds the rank's log file name, ``train_ddp_process_<rank>``, in ``hydra.run.dir``.)"""
     from hydra.core.hydra_config import HydraConfig
 
     if not HydraConfig.initialized():
         return argv
-    hydra_cfg = HydraConfig.get()
-    return [argv[0], *hydra_cfg.overrides.task, "hydra.mode=RUN", f"hydra.run.dir={hydra_cfg.runtime.output_dir}"]
+    return [argv[0], *HydraConfig.get().overrides.task, "hydra.mode=RUN"]
 
 
 def slurm_restarted() -> bool:
@@ -269,9 +268,7 @@ def quiet_lightning() -> None:
 def precheck(args, overrides: list[str]) -> None:
     """Names, keys and values of the first grid point, and what the command is about to start, before Hydra runs
     anything (Hydra would compose every point of a sweep first)."""
-    check_names(overrides)
-    cfg, grid = first_point(overrides, args.multirun)
-    resolve(cfg, explicit_keys(overrides), dict(cfg.hydra.runtime.choices))
+    cfg, grid = check_command(overrides, args.multirun)
     if args.cfg or not results.launched_as_rank_zero():  # printing the config, or a DDP rank: start nothing
         return
     runs, line = grid_summary(grid or {}, cfg)
@@ -284,6 +281,10 @@ def main() -> None:
     quiet_lightning()
     register()
     args, overrides = split_argv(sys.argv[1:])
+    if sum(bool(x) for x in (args.run, args.multirun, args.cfg, args.info, args.shell_completion)) > 1:
+        print("error: only one of --run, --multirun, --cfg, --info and --shell-completion can be given (Hydra's "
+              "rule)", file=sys.stderr)
+        sys.exit(2)
     if not (args.help or args.hydra_help or args.info or args.shell_completion):
         try:
             precheck(args, overrides)

@@ -38,7 +38,8 @@ def formal_languages(records: list[dict], paper_dir: Path) -> Artefact:
 
     tasks = list(dict.fromkeys(table.task_label))
     levels = [table.level[table.task_label == t].iloc[0] for t in tasks]
-    models = list(dict.fromkeys(table.sort_values("model_order", kind="stable").model_label))
+    models = [label for _, label in sorted({(model_sort_key(m), label) for m, label in zip(table.model,
+                                                                                          table.model_label)})]
     lines = [
         f"# Formal languages (Figure 4 / Figure 12), {scale_of(records)} scale",
         "",

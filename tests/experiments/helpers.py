@@ -1,6 +1,7 @@
 """Shared helpers for the experiment tests: compose configs into a temporary results/checkpoint area."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -9,8 +10,8 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
+from experiments.config import CONFIG_DIR
 from experiments.schema import register
-from experiments.train import CONFIG_DIR
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -43,3 +44,19 @@ def cli(tmp: Path, *args: str, timeout: float = 600, env: dict | None = None) ->
                f"hydra.sweep.dir={tmp}/hydra/multirun", *args]
     return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, **(env or {})})
+
+
+def popen(tmp: Path, *args: str, env: dict | None = None) -> subprocess.Popen:
+    """``python -m experiments.train`` in the background, outputs under ``tmp``."""
+    command = [sys.executable, "-m", "experiments.train", *tmp_paths(tmp), f"hydra.run.dir={tmp}/hydra/run",
+               f"hydra.sweep.dir={tmp}/hydra/multirun", *args]
+    return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, **(env or {})})
+
+
+def runs_dir(tmp: Path, experiment: str = "adhoc", scale: str = "smoke") -> Path:
+    return tmp / "results" / experiment / scale / "runs"
+
+
+def records(tmp: Path, experiment: str = "adhoc", scale: str = "smoke") -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(runs_dir(tmp, experiment, scale).glob("*.json"))]

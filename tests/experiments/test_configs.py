@@ -1,13 +1,17 @@
 """Every config composes and instantiates; registry keys and option files match; typed errors name the key."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from omegaconf import OmegaConf
 
 import tasks
 import xlstm
-from experiments.train import CONFIG_DIR, SuiteError, check_names, make_logger, options, precompose, validate
+from experiments.config import (CONFIG_DIR, SuiteError, check_command, check_names, options, resolve,
+                                validate)
+from experiments.train import make_logger
 
 from .helpers import compose_cfg, grid_points
 
@@ -31,12 +35,13 @@ def test_task_option_builds_batches(tmp_path, option):
 
 
 def test_registry_keys_match_option_files():
-    for key in xlstm.MODELS:
-        path = CONFIG_DIR / "model" / f"{xlstm.option_name(key)}.yaml"
-        assert path.exists(), f"model {key!r} has no {path}"
-        assert OmegaConf.load(path).name == key
-    for option in options("model"):
-        assert OmegaConf.load(CONFIG_DIR / "model" / f"{option}.yaml").name in xlstm.MODELS
+    assert set(options("model")) == set(xlstm.MODELS)
+    for key, spec in xlstm.MODELS.items():
+        assert OmegaConf.load(CONFIG_DIR / "model" / f"{key}.yaml").name == key
+        cfg = compose_cfg(Path("/tmp"), f"model={key}")  # the composed option carries the entry's defining values
+        assert OmegaConf.get_type(cfg.model) is spec.backbone.config_class
+        for field, value in spec.defaults.items():
+            assert cfg.model[field] == value, (key, field)
     for key in tasks.TASKS:
         assert OmegaConf.load(CONFIG_DIR / "task" / f"{key}.yaml").name == key
     assert set(options("task")) == set(tasks.TASKS)
@@ -88,7 +93,7 @@ def test_every_grid_file_belongs_to_an_experiment_and_scale():
 ])
 def test_bad_key_or_value_fails_at_compose_naming_the_key(override, key):
     with pytest.raises(SuiteError) as err:
-        precompose([override])
+        check_command([override])
     assert key in str(err.value) and "\n" not in str(err.value)
 
 
@@ -108,3 +113,89 @@ def test_bad_values_caught_before_training(tmp_path):
                               ("trainer.max_steps=0", "trainer.max_steps")]:
         with pytest.raises(SuiteError, match=message):
             validate(compose_cfg(tmp_path, override))
+
+
+def _one_line_error(*overrides: str) -> str:
+    with pytest.raises(SuiteError) as err:
+        check_command(list(overrides))
+    message = str(err.value)
+    assert "\n" not in message, message
+    return message
+
+
+@pytest.mark.parametrize("overrides, expected", [
+    (["+trainer.max_stepz=3"], "unknown key trainer.max_stepz"),
+    (["+model.foo=1"], "unknown key model.foo"),
+    (["++task.nope=1"], "unknown key task.nope"),
+    (["+nonsense=1"], "unknown key nonsense"),
+    (["task=mqar", "task.name=parity"], "task.name=parity does not match task=mqar"),
+    (["task=parity", "task.name=even_pairs"], "task.name=even_pairs does not match task=parity"),
+    (["model=lstm", "model.name=llama"], "model.name=llama does not match model=lstm"),
+    (["task.batch_size=0"], "task.batch_size must be >= 1, got 0"),
+    (["task=mqar", "task.batch_size=-1"], "task.batch_size must be >= 0"),
+    (["trainer.val_check_interval=0"], "trainer.val_check_interval must be >= 1, got 0"),
+    (["trainer.checkpoint_every_n_steps=0"], "trainer.checkpoint_every_n_steps must be >= 1"),
+    (["trainer.precision=8-bit"], "trainer.precision must be"),
+    (["model.num_heads=0"], "model.num_heads must be >= 1, got 0"),
+    (["model.embedding_dim=0"], "model.embedding_dim must be >= 1, got 0"),
+    (["seed=-1"], "seed must be >= 0, got -1"),
+    (["optim.betas=[0.9,1.5]"], "optim.betas must be"),
+    (["task.train_min_length=0"], "task.train_min_length must be"),
+    (["experiment=mqar", "task.context_length=100", "task.batch_size=0"], "paper gives none for context 100"),
+])
+def test_values_a_run_cannot_use_end_in_one_line_naming_the_key(overrides, expected):
+    assert expected in _one_line_error(*overrides)
+
+
+def test_hydra_sweeps_are_checked_on_their_first_point_and_names_on_every_value():
+    assert "unknown model 'nope'" in _one_line_error("model=lstm,nope")
+    assert "task.batch_size must be >= 1" in _one_line_error("task.batch_size=0,4")
+    cfg, grid = check_command(["experiment=formal_languages", "scale=small", "model=llama,lstm"])
+    assert grid["model"] == ["llama", "lstm"] and cfg.model.name == "llama" and len(grid["task"]) == 4
+
+
+def test_experiment_model_settings_apply_per_model_and_yield_to_the_command_line(tmp_path):
+    def resolved(*overrides):
+        cfg = compose_cfg(tmp_path, "experiment=formal_languages", *overrides)
+        resolve(cfg, {o.split("=")[0] for o in overrides})
+        return cfg
+
+    for option in ("xlstm_0_1", "xlstm_1_1", "xlstm_7_1"):  # one setting, every xLSTM
+        cfg = resolved(f"model={option}")
+        assert cfg.model.slstm_conv_kernel == 0 and cfg.model.slstm_recurrent_init == "standard"
+    assert resolved("model=xlstm_1_1", "model.slstm_conv_kernel=4").model.slstm_conv_kernel == 4
+    assert "slstm_conv_kernel" not in resolved("model=llama").model
+    mqar = {m: compose_cfg(tmp_path, "experiment=mqar", f"model={m}") for m in ("mamba", "mamba_nowt")}
+    for cfg in mqar.values():
+        resolve(cfg, set())
+    assert mqar["mamba"].model.tie_embeddings and not mqar["mamba_nowt"].model.tie_embeddings
+    bad = compose_cfg(tmp_path, "+model_settings={xlstm_*: {slstm_conv_kernl: 0}}", "model=xlstm_1_1")
+    with pytest.raises(SuiteError, match=r"model_settings\['xlstm_\*'\].slstm_conv_kernl: model xlstm_0_1 has no"):
+        resolve(bad, set())
+    with pytest.raises(SuiteError, match="matches no model"):
+        resolve(compose_cfg(tmp_path, "+model_settings={gru: {num_blocks: 1}}"), set())
+
+
+def test_the_task_protocol_is_resolved_into_the_config_the_run_records(tmp_path):
+    cfg = compose_cfg(tmp_path, "experiment=mqar_long", "scale=paper", "task.context_length=2048",
+                      "task.num_kv_pairs=48", "optim.lr=1e-2")
+    notes = resolve(cfg, set())
+    assert cfg.task.batch_size == 24 and cfg.optim.lr == 1e-3 and cfg.optim.min_lr == 1e-5
+    assert cfg.trainer.max_steps == 64 * (100_000 // 24) and cfg.model.vocab_size == 8192
+    assert any(n.startswith("trainer.max_steps: 1 -> ") for n in notes)
+    assert resolve(cfg, set()) == []  # resolving the resolved config changes nothing
+    parity = compose_cfg(tmp_path, "task=parity")
+    resolve(parity, set())
+    assert parity.model.vocab_size == 3  # the task's vocabulary, recorded in the model config
+
+
+def test_paper_scale_refuses_the_cpu_unless_asked(tmp_path):
+    from experiments.config import grid_summary, refuse_paper_scale_on_cpu
+
+    cfg, grid = check_command(["experiment=formal_languages", "scale=paper"])
+    runs, line = grid_summary(grid, cfg)
+    assert runs == 8 * 15 * 2 * 3 and "720 runs" in line and "100000 steps" in line
+    with pytest.raises(SuiteError, match="scale.allow_cpu=true"):
+        refuse_paper_scale_on_cpu(cfg, runs)
+    cfg, _ = check_command(["experiment=formal_languages", "scale=paper", "scale.allow_cpu=true"])
+    refuse_paper_scale_on_cpu(cfg, runs)

@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 
 from experiments import results
-from experiments.train import options, run
+from experiments.config import options
+from experiments.tables import rebuild
+from experiments.train import run
 
 from .helpers import cli, compose_cfg, first_grid_point
 
@@ -20,7 +23,7 @@ def test_first_smoke_point_runs_end_to_end(tmp_path, experiment):
     assert record["params"] > 0 and record["git_commit"]
     for split in ("val", "test"):
         assert record["metrics"][split], f"no {split} metrics"
-    path = results.record_path(cfg.paths.results_dir, experiment, record["run_id"])
+    path = results.record_path(cfg.paths.results_dir, experiment, "smoke", record["run_id"])
     assert json.loads(path.read_text())["metrics"] == record["metrics"]
     # the point is skipped on rerun: the same record comes back and the file is untouched
     mtime = path.stat().st_mtime_ns
@@ -28,23 +31,29 @@ def test_first_smoke_point_runs_end_to_end(tmp_path, experiment):
 
 
 def test_formal_languages_smoke_cli_writes_records_and_table(tmp_path):
+    # the committed small-scale results sit beside it: a smoke run must not touch them
+    small = tmp_path / "results" / "formal_languages" / "small"
+    shutil.copytree(results.ROOT / "results" / "formal_languages" / "small", small)
+    small_before = {p: p.read_bytes() for p in small.rglob("*") if p.is_file()}
     proc = cli(tmp_path, "experiment=formal_languages", "scale=smoke")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    out = tmp_path / "results" / "formal_languages"
+    out = tmp_path / "results" / "formal_languages" / "smoke"
     records = sorted((out / "runs").glob("*.json"))
     assert len(records) == 4  # the smoke grid: two models x two tasks
     assert {(json.loads(p.read_text())["model"], json.loads(p.read_text())["task"]) for p in records} == {
-        ("xlstm[1:1]", "parity"), ("llama", "parity"), ("xlstm[1:1]", "reverse_string"), ("llama", "reverse_string")}
+        ("xlstm_1_1", "parity"), ("llama", "parity"), ("xlstm_1_1", "reverse_string"), ("llama", "reverse_string")}
     for name in ("table.csv", "table.md", "table.png", "accuracy_by_length.png"):
         assert (out / name).stat().st_size > 0, name
     table = (out / "table.md").read_text()
-    assert "| xLSTM[1:1] |" in table and "| Llama |" in table and "scale: smoke" in table
+    assert "| xLSTM[1:1] |" in table and "| Llama |" in table and "smoke scale" in table and "scale: smoke" in table
     assert "Reverse String (DCF)" in table and "(0.06)" in table  # Llama's Figure 12 value beside ours
 
     # rebuilding from the same records is idempotent, byte for byte
     before = {name: (out / name).read_bytes() for name in ("table.csv", "table.md", "table.png")}
-    results.rebuild("formal_languages", tmp_path / "results")
+    rebuild("formal_languages", "smoke", tmp_path / "results")
     assert before == {name: (out / name).read_bytes() for name in before}
+
+    assert {p: p.read_bytes() for p in small.rglob("*") if p.is_file()} == small_before
 
     # a second invocation skips both finished points
     again = cli(tmp_path, "experiment=formal_languages", "scale=smoke")
@@ -57,11 +66,15 @@ def test_tables_cli_rebuilds_and_reports_missing_records(tmp_path):
 
     from .helpers import ROOT
 
-    proc = subprocess.run([sys.executable, "-m", "experiments.tables", "formal_languages", str(tmp_path)],
-                          cwd=ROOT, capture_output=True, text=True)
+    def tables(*args):
+        return subprocess.run([sys.executable, "-m", "experiments.tables", *args, "--results-dir", str(tmp_path)],
+                              cwd=ROOT, capture_output=True, text=True)
+
+    proc = tables("formal_languages")
     assert proc.returncode == 2 and "no records" in proc.stderr and proc.stderr.count("\n") == 1
-    proc = subprocess.run([sys.executable, "-m", "experiments.tables", "nope", str(tmp_path)],
-                          cwd=ROOT, capture_output=True, text=True)
+    proc = tables("formal_languages", "--scale", "small")
+    assert proc.returncode == 2 and "scale=small" in proc.stderr and proc.stderr.count("\n") == 1
+    proc = tables("nope")
     assert proc.returncode == 2 and "formal_languages" in proc.stderr
 
 

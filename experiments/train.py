@@ -204,7 +204,7 @@ def _train(cfg: DictConfig, rid: str, path: Path, ckpt_dir: Path) -> dict:
         if module.val_step != trainer.global_step:  # evaluate the final weights
             trainer.validate(module, datamodule=task, verbose=False)
         trainer.test(module, datamodule=task, verbose=False)
-        trainer.save_checkpoint(final)  # the finished run's weights; a rerun never resumes from them
+        trainer.save_checkpoint(final, weights_only=False)  # the finished run's weights; a rerun never resumes from them
     except NonFiniteLossError as err:
         if rank_zero:
             results.write_record(path, results.make_record(

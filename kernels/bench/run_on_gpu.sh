@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One call on a lent GPU machine (torch, triton and pytest are on its image): install the carried wheels
-# (../shared/tools/gpu-wheels .whl mlstm-kernels flashrnn), run the kernels' gpu tests, run both benchmarks, and
-# leave the CSVs in $OUT. Usage from the project root:  bash kernels/bench/run_on_gpu.sh
+# (.whl/: mlstm-kernels, flashrnn and what they need, downloaded beforehand for the GPU image), run the kernels'
+# gpu tests, run both benchmarks, and leave the CSVs in $OUT. Usage from the project root:  bash kernels/bench/run_on_gpu.sh
 set -uo pipefail
 if ls .whl/*.whl >/dev/null 2>&1; then
   python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl

@@ -1,4 +1,4 @@
-"""The mLSTM op: one signature, several forms (DESIGN 3.1).
+"""The mLSTM op: one signature, several forms (the contract: docs/contracts.md).
 
 ``mlstm(q, k, v, igate, fgate, *, backend="auto", chunk_size=64, eps=1e-6, initial_state=None,
 return_last_state=False)``; q, k (B, NH, S, DK), v (B, NH, S, DV), igate/fgate (B, NH, S) pre-activations.

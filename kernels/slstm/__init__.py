@@ -1,4 +1,4 @@
-"""The sLSTM op (DESIGN 3.2).
+"""The sLSTM op (the contract: docs/contracts.md).
 
 ``slstm(x, R, b, *, backend="auto", initial_state=None, return_last_state=False)``: x (B, S, 4, NH, DH) input
 pre-activations in gate order (i, f, z, o); R (4, NH, DH, DH) with R[g, h] @ h_prev; b (4, NH, DH).

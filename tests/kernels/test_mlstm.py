@@ -52,7 +52,7 @@ def test_form_matches_float64_parallel_reference(backend, shape, with_state, dty
 
 
 def test_parallel_reference_gradients_equal_an_independent_unstabilized_form():
-    """The convention of DESIGN 3.1 (m detached, normalizer differentiated) is the true gradient of the
+    """The op's gradient convention (m detached, normalizer differentiated) is the true gradient of the
     unstabilized mLSTM with the max(|n.q|, 1) lower bound, up to eps: checked with eps = 0 in float64."""
     B, NH, S, DK, DV = 2, 2, 9, 4, 3
     inputs, _ = mlstm_inputs(B, NH, S, DK, DV, gate_scale=0.5)

@@ -279,3 +279,31 @@ def test_preview_cli():
 def test_preview_unknown_task_is_one_line_error():
     proc = subprocess.run([sys.executable, "-m", "tasks", "preview", "nope"], capture_output=True, text=True)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "parity" in proc.stderr
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["parity", "--length", "-3"], "--length: must be >= 1, got -3"),
+    (["parity", "--length", "0"], "--length: must be >= 1, got 0"),
+    (["parity", "--n", "-3"], "--n: must be >= 1, got -3"),
+    (["parity", "--seed", "-1"], "--seed: must be >= 0, got -1"),
+    (["parity", "--n", "two"], "'two' is not an integer"),
+    (["mqar", "--length", "7"], "the context must be even"),
+])
+def test_preview_refuses_bad_arguments_in_one_line(args, expected):
+    proc = subprocess.run([sys.executable, "-m", "tasks", "preview", *args], capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and expected in proc.stderr, proc.stderr
+    assert proc.stdout == ""
+
+
+def test_preview_streams_its_samples():
+    import itertools
+
+    task = build_task(FormalTaskConfig(name="set"))
+    samples = task.preview(10**12, None, 0)  # a generator: nothing is built before it is read
+    assert [s["task"] for s in itertools.islice(samples, 2)] == ["set", "set"]
+    proc = subprocess.Popen([sys.executable, "-m", "tasks", "preview", "set", "--n", "1000000000"],
+                            stdout=subprocess.PIPE, text=True)
+    first = proc.stdout.readline()  # arrives long before a billion samples could be built
+    proc.kill()
+    proc.wait()
+    assert json.loads(first)["task"] == "set"

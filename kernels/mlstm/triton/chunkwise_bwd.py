@@ -1,5 +1,5 @@
-"""Backward kernels of the chunkwise mLSTM: the exact gradients of DESIGN 3.1 (stabilizers constant, normalizer
-differentiated).
+"""Backward kernels of the chunkwise mLSTM: the exact gradients of the op contract in docs/contracts.md
+(stabilizers constant, normalizer differentiated).
 
 Per position t of chunk c (start state C_c, n_c, m_c; q scaled): with W[t, j] = exp(log D[t, j] - m_t),
 P = (q k^T) * W, a_t = exp(F_t + m_c - m_t) (F_t = sum_{s <= t in chunk} log f_s),

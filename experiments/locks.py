@@ -5,6 +5,9 @@ A point is trained by the one process that holds its lock file ``runs/<run_id>.l
 and touches it every ``HEARTBEAT_S`` seconds while it runs; it removes the file when the run ends, whatever the
 outcome. A lock is stale, and is taken over, when its holder is a dead process on this host or when it has not been
 touched for ``STALE_AFTER_S`` seconds (a holder on another host that was killed).
+
+Only the global rank 0 of a distributed job claims points. The other ranks of a job whose ranks start as separate
+tasks (``srun``) follow its decision (``follow_rank_zero``): they train a point when its lock names their own job.
 """
 from __future__ import annotations
 
@@ -27,15 +30,23 @@ class Holder:
     pid: int
     host: str
     since: str
+    job: str | None = None  # the scheduler's job id (SLURM), so the job's other ranks recognise their rank 0
 
     def describe(self) -> str:
-        return f"pid {self.pid} on {self.host} since {self.since}"
+        return f"pid {self.pid} on {self.host} since {self.since}" + (f" (job {self.job})" if self.job else "")
+
+
+def current_job() -> str | None:
+    """This process's SLURM job (array jobs: <array job>_<task>), None outside SLURM."""
+    if os.environ.get("SLURM_ARRAY_JOB_ID"):
+        return f"{os.environ['SLURM_ARRAY_JOB_ID']}_{os.environ.get('SLURM_ARRAY_TASK_ID', '')}"
+    return os.environ.get("SLURM_JOB_ID")
 
 
 def _read_holder(path: Path) -> Holder | None:
     try:
         data = json.loads(path.read_text())
-        return Holder(int(data["pid"]), str(data["host"]), str(data["since"]))
+        return Holder(int(data["pid"]), str(data["host"]), str(data["since"]), data.get("job"))
     except (OSError, ValueError, KeyError, TypeError):
         return None  # gone, or being written this instant
 
@@ -65,7 +76,7 @@ class PointLock:
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        self.me = Holder(os.getpid(), socket.gethostname(), time.strftime("%Y-%m-%dT%H:%M:%S"))
+        self.me = Holder(os.getpid(), socket.gethostname(), time.strftime("%Y-%m-%dT%H:%M:%S"), current_job())
         self._stop = threading.Event()
         self._heartbeat: threading.Thread | None = None
 
@@ -123,3 +134,17 @@ class PointLock:
             self._heartbeat = None
             if _read_holder(self.path) == self.me:
                 self.path.unlink(missing_ok=True)
+
+
+def follow_rank_zero(record: Path, lock: Path, timeout_s: float = 600.0, poll_s: float = 0.5) -> bool:
+    """For a rank > 0 started as its own task: True when this job's rank 0 holds the point (train it with it),
+    False when the point is finished or another job holds it (skip it, as rank 0 does)."""
+    job, end = current_job(), time.time() + timeout_s
+    while time.time() < end:
+        if record.exists():
+            return False
+        holder = _read_holder(lock)
+        if holder is not None and not is_stale(lock, holder):
+            return holder.job == job
+        time.sleep(poll_s)
+    raise TimeoutError(f"rank 0 of job {job} did not claim or skip {record.stem} within {timeout_s:.0f} s")

@@ -21,8 +21,8 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from . import results
-from .config import (CONFIG_DIR, SuiteError, check_command, explicit_keys, grid_summary, options,  # noqa: F401
-                     refuse_paper_scale_on_cpu, resolve, split_argv, validate)
+from .config import (SuiteError, check_command, explicit_keys, grid_summary, refuse_paper_scale_on_cpu, resolve,
+                     split_argv)
 from .schema import register
 
 log = logging.getLogger("experiments.train")
@@ -104,7 +104,7 @@ def run(cfg: DictConfig) -> dict | None:
     from hydra.core.hydra_config import HydraConfig
 
     from .guards import check_writable
-    from .locks import PointLock
+    from .locks import PointLock, follow_rank_zero
 
     cfg = copy.deepcopy(cfg)  # resolved in place below; the caller's config stays as composed
     hydra_cfg = HydraConfig.get() if HydraConfig.initialized() else None
@@ -118,8 +118,14 @@ def run(cfg: DictConfig) -> dict | None:
     if path.exists():
         return _existing(path, rid)
     checkpoints = Path(cfg.paths.checkpoint_dir) / (cfg.experiment or "adhoc") / cfg.scale.name
-    if not results.launched_as_rank_zero():  # a DDP rank > 0: rank 0 holds the point
-        return _train(cfg, rid, path, checkpoints / rid)
+    if not results.launched_as_rank_zero():  # a DDP rank > 0: rank 0 decides whether this job trains the point
+        if os.environ.get("LOCAL_RANK", "0") != "0" and os.environ.get("SLURM_PROCID") is None:
+            return _train(cfg, rid, path, checkpoints / rid)  # spawned by rank 0 inside fit: it holds the point
+        try:
+            mine = follow_rank_zero(path, path.with_suffix(".lock"))
+        except TimeoutError as err:
+            raise SuiteError(str(err)) from None
+        return _train(cfg, rid, path, checkpoints / rid) if mine else None
     check_writable(path.parent, "paths.results_dir")
     check_writable(checkpoints, "paths.checkpoint_dir")
     lock = PointLock(path.with_suffix(".lock"))

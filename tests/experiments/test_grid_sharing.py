@@ -107,3 +107,22 @@ def test_two_processes_share_a_grid_and_run_every_point_once(tmp_path):
     folders = sorted(p.name for p in (tmp_path / "outputs" / "mqar").iterdir())
     assert len(folders) == 2, folders  # one output folder per process, never shared
     assert (tmp_path / "results" / "mqar" / "smoke" / "table.md").exists()
+
+
+def test_the_other_ranks_of_a_slurm_job_follow_their_rank_zero(tmp_path, monkeypatch):
+    record, lock = tmp_path / "p.json", tmp_path / "p.lock"
+    monkeypatch.setenv("SLURM_JOB_ID", "7")
+    _write_lock(lock, os.getpid())
+    data = json.loads(lock.read_text())
+    lock.write_text(json.dumps({**data, "job": "7"}))  # this job's rank 0 claimed it: train along
+    assert locks.follow_rank_zero(record, lock, timeout_s=1)
+    lock.write_text(json.dumps({**data, "job": "8"}))  # another job holds it: skip, as rank 0 does
+    assert not locks.follow_rank_zero(record, lock, timeout_s=1)
+    _write_lock(lock, _dead_pid())  # a stale lock decides nothing: rank 0 is about to take it over
+    with pytest.raises(TimeoutError, match="did not claim or skip"):
+        locks.follow_rank_zero(record, lock, timeout_s=0.3, poll_s=0.05)
+    record.write_text("{}")  # finished: skip
+    assert not locks.follow_rank_zero(record, lock, timeout_s=1)
+    fresh = PointLock(tmp_path / "q.lock")  # rank 0's own lock names the job
+    assert fresh.acquire() is None and json.loads((tmp_path / "q.lock").read_text())["job"] == "7"
+    fresh.release()

@@ -40,10 +40,12 @@ class TaskConfig:
     eval_batch_size: int = 64
     data_seed: int = 1  # the same samples in every experiment (paper); the run seed only drives the model
     num_workers: int = 0
+    batch_size_rule: ClassVar[tuple[int, str]] = (1, ">= 1")  # a task whose batch 0 means something says so
 
     def check(self) -> None:
         """Values the types allow but no run can use (the key is relative to ``task``)."""
-        require(self.batch_size >= 1, "batch_size", ">= 1", self.batch_size)
+        minimum, rule = self.batch_size_rule
+        require(self.batch_size >= minimum, "batch_size", rule, self.batch_size)
         require(self.eval_batch_size >= 1, "eval_batch_size", ">= 1", self.eval_batch_size)
         require(self.data_seed >= 0, "data_seed", ">= 0", self.data_seed)
         require(self.num_workers >= 0, "num_workers", ">= 0", self.num_workers)

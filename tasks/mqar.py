@@ -14,7 +14,7 @@ context length.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Optional
+from typing import Any, ClassVar, Iterator, Optional
 
 import numpy as np
 import torch
@@ -94,11 +94,10 @@ class MQARConfig(TaskConfig):
     eval_batch_size: int = 256
     epochs: Optional[int] = None  # when set, train for epochs x (num_train / batch) steps instead of trainer.max_steps
 
+    batch_size_rule: ClassVar[tuple[int, str]] = (0, ">= 0 (0 = the paper's batch for the context)")
+
     def check(self) -> None:
-        require(self.batch_size >= 0, "batch_size", ">= 0 (0 = the paper's batch for the context)", self.batch_size)
-        require(self.eval_batch_size >= 1, "eval_batch_size", ">= 1", self.eval_batch_size)
-        require(self.data_seed >= 0, "data_seed", ">= 0", self.data_seed)
-        require(self.num_workers >= 0, "num_workers", ">= 0", self.num_workers)
+        super().check()
         for key in ("context_length", "num_train", "num_eval"):
             require(getattr(self, key) >= 1, key, ">= 1", getattr(self, key))
         require(self.num_kv_pairs >= 0, "num_kv_pairs", ">= 0 (0 = context_length / 16)", self.num_kv_pairs)

@@ -12,26 +12,36 @@ from torch import nn
 from torchmetrics import MeanMetric
 
 from tasks import Scored
+from xlstm.components import LayerNorm, MultiHeadNorm
 
 from .schema import OptimConfig
+
+
+NO_DECAY_MODULES = (nn.Embedding, nn.LayerNorm, nn.RMSNorm, nn.GroupNorm, LayerNorm, MultiHeadNorm)
 
 
 class NonFiniteLossError(RuntimeError):
     """Raised when the loss or a gradient is NaN/Inf; the run stops and its last good checkpoint stays."""
 
 
-def no_decay_groups(modules: list[nn.Module], weight_decay: float) -> list[dict]:
-    """AdamW parameter groups: decay weight matrices (ndim >= 2) except embeddings; no decay for biases, norm
-    weights, gate/skip vectors and every embedding (the paper excludes the token embedding from weight decay)."""
-    embeddings = {id(p) for m in modules for sub in m.modules() if isinstance(sub, nn.Embedding)
-                  for p in sub.parameters(recurse=False)}
+def decays(module: nn.Module, name: str) -> bool:
+    """The official xLSTM rule, by what a parameter is: weight decay on weight matrices and kernels (an attribute
+    named ``weight...``: linear, block-diagonal, convolution, gate projections, the LM head, ``nn.LSTM``'s
+    ``weight_ih_l0``), never on norm weights, embeddings, biases, the sLSTM recurrent matrix ``R`` and bias ``b``, the
+    mLSTM learnable skip, or the baselines' other vectors (Mamba's ``A_log`` and ``D``, RWKV's ``time_*``)."""
+    return name.startswith("weight") and not isinstance(module, NO_DECAY_MODULES)
+
+
+def weight_decay_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """AdamW parameter groups by ``decays``; a parameter tied to an embedding (a tied LM head) is never decayed."""
+    embeddings = {id(p) for m in model.modules() if isinstance(m, nn.Embedding) for p in m.parameters(recurse=False)}
     decay, no_decay, seen = [], [], set()
-    for m in modules:
-        for p in m.parameters():
+    for module in model.modules():
+        for name, p in module.named_parameters(recurse=False):
             if not p.requires_grad or id(p) in seen:
                 continue
-            seen.add(id(p))  # tied weights appear once
-            (decay if p.ndim >= 2 and id(p) not in embeddings else no_decay).append(p)
+            seen.add(id(p))
+            (decay if decays(module, name) and id(p) not in embeddings else no_decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
@@ -114,7 +124,7 @@ class SequenceModule(L.LightningModule):
 
     def configure_optimizers(self):
         o = self.optim_config
-        groups = no_decay_groups([self.network], o.weight_decay)
+        groups = weight_decay_groups(self.network, o.weight_decay)
         optimizer = torch.optim.AdamW(groups, lr=o.lr, betas=tuple(o.betas), eps=o.eps)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(o, self.max_steps))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

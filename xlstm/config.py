@@ -10,6 +10,10 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 
+SLSTM_BIAS_INITS = ("powerlaw_blockdependent", "small_init", "zeros", "standard")  # the official code's options
+SLSTM_RECURRENT_INITS = ("zeros", "standard")
+
+
 def require(condition: bool, key: str, rule: str, value) -> None:
     """Raise the one-line error of a config value a run cannot use, naming the key (relative to the model)."""
     if not condition:
@@ -98,7 +102,7 @@ class xLSTMConfig(FeedForwardConfig, BackboneConfig):
     slstm_conv_kernel: int = 4  # 0 = no convolution (the paper's synthetic tasks)
     slstm_backend: str = "auto"  # see kernels.slstm.BACKENDS
     slstm_recurrent_init: str = "zeros"  # zeros | standard (U(+-1/sqrt(D)))
-    slstm_fgate_bias_init: str = "powerlaw"  # powerlaw (block dependent) | linspace (3..6) | zeros
+    slstm_bias_init: str = "powerlaw_blockdependent"  # | small_init | zeros | standard (see xlstm.slstm_layer)
     slstm_recurrent_grad_clip: Optional[float] = None  # the paper clips the recurrent gradient at 10
 
     def check(self) -> None:
@@ -108,5 +112,9 @@ class xLSTMConfig(FeedForwardConfig, BackboneConfig):
         require(self.mlstm_proj_round_to >= 1, "mlstm_proj_round_to", ">= 1", self.mlstm_proj_round_to)
         require(self.mlstm_chunk_size >= 1, "mlstm_chunk_size", ">= 1", self.mlstm_chunk_size)
         require(self.mlstm_qkv_block_size >= 1, "mlstm_qkv_block_size", ">= 1", self.mlstm_qkv_block_size)
+        require(self.slstm_bias_init in SLSTM_BIAS_INITS, "slstm_bias_init", " | ".join(SLSTM_BIAS_INITS),
+                self.slstm_bias_init)
+        require(self.slstm_recurrent_init in SLSTM_RECURRENT_INITS, "slstm_recurrent_init",
+                " | ".join(SLSTM_RECURRENT_INITS), self.slstm_recurrent_init)
         require(self.mlstm_conv_kernel >= 0 and self.slstm_conv_kernel >= 0, "mlstm_conv_kernel/slstm_conv_kernel",
                 ">= 0", (self.mlstm_conv_kernel, self.slstm_conv_kernel))

@@ -82,7 +82,7 @@ class mLSTMLayer(nn.Module):
         self.dropout = nn.Dropout(c.dropout)
         small_init_(self.proj_up.weight, D)
         for proj in (self.q_proj, self.k_proj, self.v_proj):
-            small_init_(proj.weight, inner)
+            small_init_(proj.weight, D)  # the embedding width, not the inner one (official code)
         wang_init_(self.proj_down.weight, D, num_blocks)
 
     def _heads(self, x: torch.Tensor) -> torch.Tensor:  # (B, S, inner) -> (B, NH, S, DH)

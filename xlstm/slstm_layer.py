@@ -2,9 +2,9 @@
 
 x (B, S, D) -> optional causal conv + SiLU feeding the input and forget gates only; head-wise block-diagonal
 projections to the four gate pre-activations (i, f, z, o); the sLSTM recurrence with block-diagonal recurrent
-weights R (memory mixing inside each of the NH heads); dropout; head-wise norm. Gate inits follow the official code:
-small init for the projections, R = 0 ("zeros") or U(+-1/sqrt(D)) ("standard"), forget bias "powerlaw" (block
-dependent, +5 ... -7 over the head dimension) or "linspace" (3 ... 6), other biases 0.
+weights R (memory mixing inside each of the NH heads); dropout; head-wise norm. Inits follow the official code's
+options: small init for the projections, R = 0 ("zeros") or U(+-1/sqrt(D)) ("standard"), biases
+"powerlaw_blockdependent", "small_init", "zeros" or "standard" (``gate_biases``).
 """
 from __future__ import annotations
 
@@ -18,19 +18,26 @@ from torch import nn
 from kernels.slstm import slstm_forward
 
 from .components import BlockDiagonalLinear, CausalConv1d, MultiHeadNorm, small_init_
+from .config import SLSTM_BIAS_INITS
 
 
-def forget_bias(kind: str, head_dim: int, block_idx: int, num_blocks: int) -> torch.Tensor:
-    """Initial forget-gate bias over the head dimension."""
-    if kind == "powerlaw":
+def gate_biases(kind: str, num_heads: int, head_dim: int, dim: int, block_idx: int, num_blocks: int) -> torch.Tensor:
+    """Initial biases (4, NH, DH) in gate order (i, f, z, o), by the official code's options:
+    "powerlaw_blockdependent" (forget gate +5 ... -7 over the head dimension, steeper in later blocks; others 0),
+    "small_init" (forget gate linspace(3, 6) over the head dimension; others 0), "zeros", and "standard" (every
+    gate U(+-1/sqrt(D)), PyTorch's LSTM init)."""
+    b = torch.zeros(4, num_heads, head_dim)
+    if kind == "powerlaw_blockdependent":
         ratio = block_idx / (num_blocks - 1) if num_blocks > 1 else 0.0
         position = torch.arange(head_dim) / max(head_dim - 1, 1)
-        return -(-5.0 + 12.0 * position ** (0.3 + 1.3 * ratio))
-    if kind == "linspace":
-        return torch.linspace(3.0, 6.0, head_dim)
-    if kind == "zeros":
-        return torch.zeros(head_dim)
-    raise ValueError(f"unknown slstm_fgate_bias_init {kind!r}; valid: powerlaw, linspace, zeros")
+        b[1] = -(-5.0 + 12.0 * position ** (0.3 + 1.3 * ratio))
+    elif kind == "small_init":
+        b[1] = torch.linspace(3.0, 6.0, head_dim)
+    elif kind == "standard":
+        nn.init.uniform_(b, -1.0 / math.sqrt(dim), 1.0 / math.sqrt(dim))
+    elif kind != "zeros":
+        raise ValueError(f"unknown slstm_bias_init {kind!r}; valid: {', '.join(SLSTM_BIAS_INITS)}")
+    return b
 
 
 class sLSTMLayer(nn.Module):
@@ -58,7 +65,7 @@ class sLSTMLayer(nn.Module):
         elif c.slstm_recurrent_init != "zeros":
             raise ValueError(f"unknown slstm_recurrent_init {c.slstm_recurrent_init!r}; valid: zeros, standard")
         with torch.no_grad():
-            self.b[1] = forget_bias(c.slstm_fgate_bias_init, DH, block_idx, num_blocks)
+            self.b.copy_(gate_biases(c.slstm_bias_init, NH, DH, D, block_idx, num_blocks))
 
     def forward(self, x: torch.Tensor, state: Any = None) -> tuple[torch.Tensor, Any]:
         B, S, D = x.shape

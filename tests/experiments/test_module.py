@@ -4,7 +4,8 @@ import math
 import pytest
 from torch import nn
 
-from experiments.module import no_decay_groups, warmup_cosine
+import xlstm
+from experiments.module import weight_decay_groups, warmup_cosine
 from experiments.schema import OptimConfig
 from xlstm.components import LayerNorm
 
@@ -13,10 +14,46 @@ def test_no_decay_for_embeddings_biases_and_norms():
     emb, lin, norm = nn.Embedding(10, 4), nn.Linear(4, 4), LayerNorm(4)
     head = nn.Linear(4, 10, bias=False)
     head.weight = emb.weight  # tied: counted once, in the no-decay group
-    decay, no_decay = no_decay_groups([nn.ModuleList([emb, lin, norm, head])], 0.1)
+    decay, no_decay = weight_decay_groups(nn.ModuleList([emb, lin, norm, head]), 0.1)
     assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
     assert {id(p) for p in decay["params"]} == {id(lin.weight)}
     assert {id(p) for p in no_decay["params"]} == {id(emb.weight), id(lin.bias), id(norm.weight)}
+
+
+def _decayed(model: nn.Module) -> set[str]:
+    decay, _ = weight_decay_groups(model, 0.1)
+    ids = {id(p) for p in decay["params"]}
+    return {name for name, p in model.named_parameters() if id(p) in ids}
+
+
+def test_xlstm_weight_decay_partition_is_the_official_one():
+    """The official code decays a parameter when its name says it is a weight and not a norm weight, and never the
+    token embedding: here one mLSTM block (0), one sLSTM block (3), the LM head."""
+    model = xlstm.build("xlstm_7_1", embedding_dim=32, num_blocks=4, vocab_size=10, slstm_at=[3])
+    decayed = _decayed(model)
+    mlstm = {f"backbone.stack.blocks.0.mixer.{p}.weight" for p in
+             ("proj_up", "conv", "q_proj", "k_proj", "v_proj", "igate", "fgate", "proj_down")}
+    slstm = {f"backbone.stack.blocks.3.mixer.gate_proj.{g}.weight" for g in range(4)} | {
+        f"backbone.stack.blocks.3.ffn.{p}.weight" for p in ("up", "down")} | {"backbone.stack.blocks.3.mixer.conv.weight"}
+    assert {n for n in decayed if ".blocks.0." in n} == mlstm
+    assert {n for n in decayed if ".blocks.3." in n} == slstm
+    assert {n for n in decayed if ".blocks." not in n} == {"head.weight"}
+    for kept in ("backbone.stack.blocks.3.mixer.R", "backbone.stack.blocks.3.mixer.b", "embedding.weight",
+                 "backbone.stack.blocks.0.mixer.skip", "backbone.stack.blocks.0.mixer.outnorm.weight",
+                 "backbone.stack.blocks.0.mixer.igate.bias", "backbone.stack.blocks.0.mixer.conv.bias",
+                 "backbone.stack.blocks.3.mixer_norm.weight", "backbone.stack.post_norm.weight"):
+        assert kept not in decayed, kept
+
+
+def test_baselines_decay_their_weight_matrices_only():
+    assert _decayed(xlstm.build("lstm", embedding_dim=8, num_blocks=1, vocab_size=5)) == {
+        "backbone.lstm.weight_ih_l0", "backbone.lstm.weight_hh_l0", "head.weight"}
+    mamba = _decayed(xlstm.build("mamba", embedding_dim=8, num_blocks=1, vocab_size=5))
+    assert not any(n.endswith(("A_log", ".D", "bias")) or "norm" in n for n in mamba)
+    rwkv = _decayed(xlstm.build("rwkv4", embedding_dim=8, num_blocks=1, vocab_size=5))
+    assert rwkv == {"head.weight"} | {f"backbone.stack.blocks.0.{m}.{p}.weight" for m, ps in
+                                      (("time_mix", ("key", "value", "receptance", "output")),
+                                       ("channel_mix", ("key", "value", "receptance"))) for p in ps}
 
 
 def test_warmup_then_cosine_to_the_floor():

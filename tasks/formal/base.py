@@ -14,7 +14,7 @@ over the answer positions, per length, averaged over lengths.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
 import numpy as np
@@ -39,10 +39,19 @@ class Language:
     level: str  # one of LEVELS; "extra" = the paper's own tasks, whose level it does not state
     vocab: tuple[str, ...]  # token id -> natural symbol; id 0 is PAD
     num_answers: int  # possible answer tokens; s_rand = 1 / num_answers
-    generate: Generator
+    generate: Generator  # the paper's definition (App. B.1.1, Listing 1), else DeepMind's
     min_length: int = 1
     query: int | None = None  # token id of the query positions of sequence answers; None = one answer, at the end
     in_paper: bool = True  # one of the 15 tasks of the paper's Figures 4 and 12
+    variants: dict[str, Generator] = field(default_factory=dict)  # other readings, by name (task.definition)
+
+    def generator(self, definition: str) -> Generator:
+        if definition == "paper":
+            return self.generate
+        if definition not in self.variants:
+            valid = ", ".join(["paper", *self.variants])
+            raise ValueError(f"task.definition={definition!r} is not a definition of {self.name}; valid: {valid}")
+        return self.variants[definition]
 
     @property
     def random_baseline(self) -> float:
@@ -58,6 +67,7 @@ class FormalTaskConfig(TaskConfig):
     eval_max_length: int = 256
     eval_length_step: int = 1
     eval_samples_per_length: int = 32
+    definition: str = "paper"  # "paper", or a task's other reading ("deepmind", ...: see the README's task table)
 
     def check(self) -> None:
         super().check()
@@ -117,6 +127,7 @@ class FormalLanguageTask(SyntheticTask):
     def __init__(self, config: FormalTaskConfig, data_dir: str = "data"):
         super().__init__(config, data_dir)
         self.language: Language = _language(config.name)
+        self.generate: Generator = self.language.generator(config.definition)
         self.paper_name = self.language.paper_name
 
     @classmethod
@@ -133,7 +144,7 @@ class FormalLanguageTask(SyntheticTask):
         return FormalMetrics(max_len, self.language.random_baseline)
 
     def _sample(self, rng: np.random.Generator, batch: int, n: int) -> list[tuple[np.ndarray, np.ndarray]]:
-        x, y = self.language.generate(rng, batch, max(n, self.language.min_length))
+        x, y = self.generate(rng, batch, max(n, self.language.min_length))
         return layout(x, y, self.language.query)
 
     def _to_batch(self, rows: list[tuple[np.ndarray, np.ndarray]], lengths: list[int]) -> dict:
@@ -176,6 +187,6 @@ class FormalLanguageTask(SyntheticTask):
         rng = np.random.default_rng([seed, 99])
         for _ in range(n):
             size = length if length is not None else int(rng.integers(c.train_min_length, c.train_max_length + 1))
-            x, y = self.language.generate(rng, 1, max(size, self.language.min_length))
+            x, y = self.generate(rng, 1, max(size, self.language.min_length))
             yield {"task": c.name, "length": int(x.shape[1]), "input": self.decode(x[0]),
                    "target": self.decode(y[0][y[0] != IGNORE])}

@@ -26,16 +26,12 @@ def bucket_sort(rng: np.random.Generator, batch: int, n: int) -> tuple[np.ndarra
 MISSING = ("_", "?", *map(str, range(1, 10)))
 
 
-def missing_duplicate(rng: np.random.Generator, batch: int, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Missing duplicate: a string s of floor(n/2) symbols written twice (s s), one position masked with "?", and a
-    trailing PAD when n is odd; answer the masked symbol.
-
-    Example: ``3 ? 5 3 7 5`` -> ``7``.
-    """
+def _masked_twice(rng: np.random.Generator, batch: int, n: int, second_copy_only: bool):
+    """s s with one symbol masked (anywhere, or in the second copy only); a trailing PAD when n is odd."""
     half = max(1, n // 2)
     s = rng.integers(2, 11, size=(batch, half))
     x = np.concatenate([s, s], axis=1)
-    hidden = rng.integers(0, 2 * half, size=batch)
+    hidden = half + rng.integers(0, half, size=batch) if second_copy_only else rng.integers(0, 2 * half, size=batch)
     answer = x[np.arange(batch), hidden].copy()
     x[np.arange(batch), hidden] = 1
     if n % 2 and n > 1:
@@ -43,11 +39,38 @@ def missing_duplicate(rng: np.random.Generator, batch: int, n: int) -> tuple[np.
     return x, answer[:, None]
 
 
-def odds_first(rng: np.random.Generator, batch: int, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Odds first over 10 symbols: answer the symbols at odd positions, then those at even positions (0-based, as in
-    DeepMind's code: x[1::2] then x[0::2]).
+def missing_duplicate(rng: np.random.Generator, batch: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Missing duplicate (the paper's reading: the mask sits "in the repetition"): a string s of floor(n/2) symbols
+    written twice (s s), one position of the second copy masked with "?", a trailing PAD when n is odd; answer the
+    masked symbol.
 
-    Example: ``1 2 3 4 5`` -> ``2 4 1 3 5``.
+    Example: ``3 5 7 3 ? 7`` -> ``5``.
+    """
+    return _masked_twice(rng, batch, n, second_copy_only=True)
+
+
+def missing_duplicate_deepmind(rng: np.random.Generator, batch: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Missing duplicate as in DeepMind's code: the masked position may be in either copy.
+
+    Example: ``3 ? 7 3 5 7`` -> ``5``.
+    """
+    return _masked_twice(rng, batch, n, second_copy_only=False)
+
+
+def odds_first(rng: np.random.Generator, batch: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Odds first over 10 symbols (the paper's Listing 1): answer the symbols at the odd positions t1, t3, t5, ...
+    (1-based), then those at the even ones, t2, t4, ...
+
+    Example: ``2 7 3 2 6 9`` -> ``2 3 6 7 2 9``.
+    """
+    x = rng.integers(2, 12, size=(batch, n))
+    return x, np.concatenate([x[:, 0::2], x[:, 1::2]], axis=1)
+
+
+def odds_first_deepmind(rng: np.random.Generator, batch: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Odds first as in DeepMind's code: the odd 0-based positions first, x[1::2] then x[0::2].
+
+    Example: ``2 7 3 2 6 9`` -> ``7 2 9 2 3 6``.
     """
     x = rng.integers(2, 12, size=(batch, n))
     return x, np.concatenate([x[:, 1::2], x[:, 0::2]], axis=1)
@@ -126,8 +149,9 @@ def compute_sqrt(rng: np.random.Generator, batch: int, n: int) -> tuple[np.ndarr
 LANGUAGES = {
     "bucket_sort": Language("bucket_sort", "Bucket Sort", "context-sensitive", SORT, 10, bucket_sort, query=0),
     "missing_duplicate": Language("missing_duplicate", "Missing Duplicate", "context-sensitive", MISSING, 9,
-                                  missing_duplicate, min_length=2),
-    "odds_first": Language("odds_first", "Odds First", "context-sensitive", STRING10, 10, odds_first, query=1),
+                                  missing_duplicate, min_length=2, variants={"deepmind": missing_duplicate_deepmind}),
+    "odds_first": Language("odds_first", "Odds First", "context-sensitive", STRING10, 10, odds_first, query=1,
+                           variants={"deepmind": odds_first_deepmind}),
     "duplicate_string": Language("duplicate_string", "Duplicate String", "context-sensitive", BINARY, 2,
                                  duplicate_string, query=1, in_paper=False),
     "binary_addition": Language("binary_addition", "Binary Addition", "context-sensitive", ADDITION, 2,

@@ -86,13 +86,7 @@ STACK = ("_", "?", "pop", "+a", "+b", "+c", "+d", "a", "b", "c", "d")
 _POP, _PUSH0, _SYM0 = 2, 3, 7
 
 
-def stack_manipulation(rng: np.random.Generator, batch: int, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Stack manipulation: an initial stack (bottom to top) of k ~ U{1..n-1} symbols, then n - k actions (pop with
-    probability 1/3, else push one of a-d; pop on an empty stack does nothing); answer the final stack, top to
-    bottom. An empty final stack has no answer symbols (the sample is not scored).
-
-    Example: ``a b +c pop pop +d`` -> ``d a``.
-    """
+def _stack_run(rng: np.random.Generator, batch: int, n: int, top_first: bool) -> tuple[np.ndarray, np.ndarray]:
     xs, ys = [], []
     for _ in range(batch):
         k = int(rng.integers(1, n))
@@ -108,12 +102,30 @@ def stack_manipulation(rng: np.random.Generator, batch: int, n: int) -> tuple[np
                 tokens.append(_PUSH0 + int(a))
                 stack.append(int(a))
         xs.append(tokens)
-        ys.append([_SYM0 + s for s in reversed(stack)])
+        ys.append([_SYM0 + s for s in (reversed(stack) if top_first else stack)])
     width = max(1, max(len(y) for y in ys))
     y = np.full((batch, width), IGNORE, dtype=np.int64)
     for i, row in enumerate(ys):
         y[i, : len(row)] = row
     return np.array(xs, dtype=np.int64), y
+
+
+def stack_manipulation(rng: np.random.Generator, batch: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Stack manipulation: an initial stack (bottom to top) of k ~ U{1..n-1} symbols, then n - k actions (pop with
+    probability 1/3, else push one of a-d; pop on an empty stack does nothing); answer the final stack bottom to
+    top, as the paper's Listing 1 does. An empty final stack has no answer symbols (the sample is not scored).
+
+    Example: ``a a c pop pop +c +c`` -> ``a c c``.
+    """
+    return _stack_run(rng, batch, n, top_first=False)
+
+
+def stack_manipulation_deepmind(rng: np.random.Generator, batch: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Stack manipulation answered top to bottom, as DeepMind's code does (without its end marker).
+
+    Example: ``a a c pop pop +c +c`` -> ``c c a``.
+    """
+    return _stack_run(rng, batch, n, top_first=True)
 
 
 LANGUAGES = {
@@ -125,5 +137,6 @@ LANGUAGES = {
     "reverse_string": Language("reverse_string", "Reverse String", "deterministic context-free", STRING10, 10,
                                reverse_string, query=1),
     "stack_manipulation": Language("stack_manipulation", "Stack Manipulation", "deterministic context-free", STACK, 4,
-                                   stack_manipulation, min_length=2, query=1),
+                                   stack_manipulation, min_length=2, query=1,
+                                   variants={"deepmind": stack_manipulation_deepmind}),
 }

@@ -32,31 +32,52 @@ def _counts(x: np.ndarray) -> np.ndarray:
     return counts
 
 
+def _first_of_most_frequent(x: np.ndarray) -> np.ndarray:
+    """Per row, the most frequent symbol; among tied ones, the one that occurs first."""
+    counts = _counts(x)
+    top = counts.max(1, keepdims=True)
+    tied = np.take_along_axis(counts, x, 1) == top  # (batch, n): positions holding a most frequent symbol
+    return x[np.arange(len(x)), tied.argmax(1)]
+
+
 def majority(rng: np.random.Generator, batch: int, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Majority: answer the most frequent symbol. Strings with a tie for the top count are redrawn, so the answer
-    is unique.
+    """Majority: answer the most frequent symbol; when several are most frequent, the one that occurs first (the
+    paper does not say how ties are handled; strings are drawn without regard to them).
+
+    Example: ``7 3 7 12 7 3`` -> ``7``; ``3 7 7 3`` -> ``3``.
+    """
+    x = _skewed_strings(rng, batch, n)
+    return x, _first_of_most_frequent(x)[:, None]
+
+
+def majority_unique(rng: np.random.Generator, batch: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Majority over strings whose most frequent symbol is unique (strings with a tie are redrawn).
 
     Example: ``7 3 7 12 7 3`` -> ``7``.
     """
     x = _skewed_strings(rng, batch, n)
     while True:
         counts = _counts(x)
-        top = counts.max(1, keepdims=True)
-        tied = (counts == top).sum(1) > 1
+        tied = (counts == counts.max(1, keepdims=True)).sum(1) > 1
         if not tied.any():
             return x, counts.argmax(1)[:, None]
         x[tied] = _skewed_strings(rng, int(tied.sum()), n)
 
 
 def majority_count(rng: np.random.Generator, batch: int, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Majority count: answer how often the most frequent symbol occurs, as the symbol with that number; counts
-    above 63 wrap around (count c is answered by symbol ((c - 1) mod 63) + 1).
+    """Majority count: answer how often the most frequent symbol occurs, as the symbol with that number; a count
+    above the vocabulary is answered by its highest symbol, 63 (the paper's rule).
 
     Example: ``7 3 7 12 7 3`` -> ``3``.
     """
     x = _skewed_strings(rng, batch, n)
-    top = _counts(x).max(1)
-    return x, ((top - 1) % 63 + 1)[:, None]
+    return x, np.minimum(_counts(x).max(1), 63)[:, None]
+
+
+def majority_count_wrap(rng: np.random.Generator, batch: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Majority count with counts above 63 wrapping around (count c is answered by symbol ((c - 1) mod 63) + 1)."""
+    x = _skewed_strings(rng, batch, n)
+    return x, ((_counts(x).max(1) - 1) % 63 + 1)[:, None]
 
 
 def repetition(rng: np.random.Generator, batch: int, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -93,8 +114,10 @@ def set_task(rng: np.random.Generator, batch: int, n: int) -> tuple[np.ndarray, 
 
 
 LANGUAGES = {
-    "majority": Language("majority", "Majority", "extra", SYMBOLS63, 63, majority),
-    "majority_count": Language("majority_count", "Majority Count", "extra", SYMBOLS63, 63, majority_count),
+    "majority": Language("majority", "Majority", "extra", SYMBOLS63, 63, majority,
+                         variants={"unique": majority_unique}),
+    "majority_count": Language("majority_count", "Majority Count", "extra", SYMBOLS63, 63, majority_count,
+                               variants={"wrap": majority_count_wrap}),
     "repetition": Language("repetition", "Repetition", "extra", STRING10, 10, repetition, query=1),
     "set": Language("set", "Set", "extra", SYMBOLS126, 126, set_task, query=1),
 }

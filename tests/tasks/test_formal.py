@@ -21,11 +21,11 @@ LENGTHS = [1, 2, 3, 7, 40, 41, 256]
 SAMPLES = 2000
 
 
-def _samples(name: str, n: int, count: int = SAMPLES):
+def _samples(name: str, n: int, count: int = SAMPLES, definition: str = "paper"):
     lang = LANGUAGES[name]
     n = max(n, lang.min_length)
     count = count if n <= 64 else count // 8  # keep the recursive generators quick at n = 256
-    x, y = lang.generate(np.random.default_rng([n, 7]), count, n)
+    x, y = lang.generator(definition)(np.random.default_rng([n, 7]), count, n)
     words = [[lang.vocab[t] for t in row] for row in x]
     answers = [[lang.vocab[t] for t in row if t != IGNORE] for row in y]
     return n, x, y, words, answers
@@ -74,7 +74,7 @@ def _solve(w, n):
     return [str(solutions[0])]
 
 
-def _stack(w, n):
+def _stack(w, n, top_first=False):
     stack = []
     for token in w:
         if token == "pop":
@@ -85,15 +85,16 @@ def _stack(w, n):
         else:  # the initial stack comes first, before any action
             assert not any(t == "pop" or t.startswith("+") for t in w[: w.index(token)])
             stack.append(token)
-    return stack[::-1]
+    return stack[::-1] if top_first else stack  # the paper's Listing 1: bottom to top
 
 
-def _missing(w, n):
+def _missing(w, n, second_copy=True):
     assert len(w) == n
     body = w[:-1] if n % 2 else w
     assert (w[-1] == "_") == (n % 2 == 1) and body.count("?") == 1
     half = len(body) // 2
     i = body.index("?")
+    assert i >= half or not second_copy, "the paper masks a symbol of the repetition"
     twin = body[(i + half) % len(body)]
     restored = [twin if t == "?" else t for t in body]
     assert restored[:half] == restored[half:]
@@ -121,12 +122,22 @@ def _sqrt(w, n):
 
 
 def _majority(w, n):
+    counts = Counter(w)
+    top = max(counts.values())
+    return [next(t for t in w if counts[t] == top)]  # a tie goes to the symbol that occurs first
+
+
+def _majority_unique(w, n):
     counts = Counter(w).most_common()
     assert len(counts) == 1 or counts[0][1] > counts[1][1], "the majority must be unique"
     return [counts[0][0]]
 
 
 def _majority_count(w, n):
+    return [str(min(Counter(w).most_common(1)[0][1], 63))]  # the paper: above the vocabulary, its highest symbol
+
+
+def _majority_count_wrap(w, n):
     return [str((Counter(w).most_common(1)[0][1] - 1) % 63 + 1)]
 
 
@@ -141,7 +152,7 @@ ORACLES = {
     "stack_manipulation": _stack,
     "bucket_sort": lambda w, n: sorted(w),
     "missing_duplicate": _missing,
-    "odds_first": lambda w, n: w[1::2] + w[0::2],
+    "odds_first": lambda w, n: w[0::2] + w[1::2],  # t1 t3 t5 ... then t2 t4 ... (1-based, Listing 1)
     "duplicate_string": lambda w, n: w + w,
     "binary_addition": _binary("+"),
     "binary_multiplication": _binary("*"),
@@ -150,6 +161,16 @@ ORACLES = {
     "majority_count": _majority_count,
     "repetition": lambda w, n: list(w),
     "set": lambda w, n: list(dict.fromkeys(w)),
+}
+
+
+# the other readings of the tasks the paper defines differently from DeepMind (or leaves open)
+VARIANT_ORACLES = {
+    ("odds_first", "deepmind"): lambda w, n: w[1::2] + w[0::2],
+    ("stack_manipulation", "deepmind"): lambda w, n: _stack(w, n, top_first=True),
+    ("missing_duplicate", "deepmind"): lambda w, n: _missing(w, n, second_copy=False),
+    ("majority", "unique"): _majority_unique,
+    ("majority_count", "wrap"): _majority_count_wrap,
 }
 
 
@@ -169,6 +190,39 @@ def test_generator_matches_its_independent_closed_form(name, n):
         assert x.shape[1] == n, "the input must have exactly the requested length"
     for w, a in zip(words, answers):
         assert a == ORACLES[name](w, n), f"{' '.join(w)} -> {' '.join(a)}"
+
+
+@pytest.mark.parametrize("n", [2, 3, 7, 40, 41])
+@pytest.mark.parametrize("name, definition", list(VARIANT_ORACLES))
+def test_other_readings_match_their_closed_forms(name, definition, n):
+    assert set(LANGUAGES[name].variants) == {d for t, d in VARIANT_ORACLES if t == name}
+    n, x, y, words, answers = _samples(name, n, definition=definition)
+    for w, a in zip(words, answers):
+        assert a == VARIANT_ORACLES[(name, definition)](w, n), f"{' '.join(w)} -> {' '.join(a)}"
+
+
+def test_the_paper_listing_examples():
+    """The examples of the paper's Listing 1 that the defaults follow, in the suite's symbols."""
+    assert ORACLES["odds_first"]("2 7 3 2 6 9".split(), 6) == "2 3 6 7 2 9".split()
+    assert _stack("a a c pop pop +c +c".split(), 7) == "a c c".split()  # ST1 ST1 ST3 POP POP PS3 PS3
+    assert _majority_count(["5"] * 70, 70) == ["63"]
+    assert _majority("3 7 7 3".split(), 4) == ["3"]
+
+
+def test_majority_ties_and_missing_positions_occur_as_defined():
+    _, _, _, words, _ = _samples("majority", 8, count=4000)
+    tied = sum(sorted(Counter(w).values())[-2:] == [max(Counter(w).values())] * 2 for w in words if len(set(w)) > 1)
+    assert tied > 200, "ties must be drawn, not excluded"
+    _, _, _, words, _ = _samples("missing_duplicate", 40, count=4000, definition="deepmind")
+    first_half = sum(w.index("?") < 20 for w in words) / len(words)
+    assert 0.45 < first_half < 0.55  # DeepMind's reading masks either copy
+
+
+def test_an_unknown_definition_is_refused_naming_the_valid_ones():
+    with pytest.raises(ValueError, match="valid: paper, deepmind"):
+        _task("odds_first", definition="xlstm")
+    with pytest.raises(ValueError, match="valid: paper$"):
+        _task("parity", definition="deepmind")
 
 
 @pytest.mark.parametrize("name", list(LANGUAGES))

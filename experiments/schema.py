@@ -134,10 +134,18 @@ class TrainConfig:
     resume: bool = False
 
 
+def heads_for_width(width: int, head_dim: int = 64) -> int:
+    """``${heads_for_width:${model.embedding_dim},64}``: a head count that grows with the model width, one head per
+    ``head_dim`` channels and at least one (the MQAR grids' reading of "the number of heads is adjusted to the model
+    dimension")."""
+    return max(1, int(width) // int(head_dim))
+
+
 def register() -> None:
-    """Put the schemas in Hydra's ConfigStore; ``${pid:}`` (used in the default output folders) is this process's id,
-    so two processes started in the same second never share an output folder."""
+    """Put the schemas in Hydra's ConfigStore and the resolvers the configs use: ``${pid:}`` (in the default output
+    folders: two processes started in the same second never share one) and ``${heads_for_width:...}``."""
     OmegaConf.register_new_resolver("pid", os.getpid, replace=True)
+    OmegaConf.register_new_resolver("heads_for_width", heads_for_width, replace=True)
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConfig)
     for name, spec in xlstm.MODELS.items():

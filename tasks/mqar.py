@@ -13,6 +13,7 @@ context length.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Iterator, Optional
 
@@ -25,9 +26,18 @@ from .base import IGNORE, InfeasibleSetting, SyntheticTask, TaskConfig, split_rn
 from .metrics import AccuracyByLength
 
 
-# App. B.1.2: batch size by context length; with batch 24 the learning rates are a tenth of the others'.
-PAPER_LR_FACTOR_AT_24 = 0.1
+# App. B.1.2: batch size by context length, and the learning-rate grid at batch 24 by the value it replaces in the
+# grid of the larger batches; a learning rate outside that grid gets a tenth, the two grids' ratio.
+PAPER_LR_AT_24 = {1e-2: 1e-3, 2.15e-3: 2.2e-4, 4.6e-4: 5e-5, 1e-4: 1e-5}
 PAPER_BATCH = {64: 512, 128: 512, 256: 256, 756: 128, 768: 128, 1024: 96, 2048: 24}
+
+
+def lr_at_batch_24(lr: float) -> float:
+    """The paper's learning rate at batch 24 for a learning rate of the larger batches' grid."""
+    for grid, small in PAPER_LR_AT_24.items():
+        if math.isclose(lr, grid, rel_tol=1e-9):
+            return small
+    return float(f"{lr * 0.1:.12g}")  # not in the grid: a tenth (no 0.0010000000000000002)
 
 
 def paper_batch(context: int) -> int:
@@ -137,18 +147,17 @@ class MQARTask(SyntheticTask):
 
     @classmethod
     def protocol(cls, run: dict) -> dict[str, Any]:
-        """The paper's batch for the context (``batch_size: 0``) with its learning-rate rule (a tenth at batch 24,
-        floor included), and the steps of ``epochs`` passes over the training set."""
+        """The paper's batch for the context (``batch_size: 0``) with its learning-rate grid at batch 24, and the steps
+        of ``epochs`` passes over the training set."""
         task, optim = run["task"], run["optim"]
         values = super().protocol(run)
         batch = task["batch_size"]
         if batch == 0:
             batch = values["task.batch_size"] = paper_batch(task["context_length"])
             if batch <= 24:
-                scaled = lambda lr: float(f"{lr * PAPER_LR_FACTOR_AT_24:.12g}")  # noqa: E731  (no 0.0010000000000000002)
-                values["optim.lr"] = scaled(optim["lr"])
-                if optim.get("min_lr") is not None:
-                    values["optim.min_lr"] = scaled(optim["min_lr"])
+                values["optim.lr"] = lr_at_batch_24(optim["lr"])
+                if optim.get("min_lr") is not None:  # an absolute floor moves with it; a ratio needs nothing
+                    values["optim.min_lr"] = float(f"{optim['min_lr'] * 0.1:.12g}")
         if task["epochs"] is not None:
             values["trainer.max_steps"] = task["epochs"] * max(1, task["num_train"] // batch)
         return values

@@ -130,29 +130,32 @@ def variants(records: list[dict], axes: list[str]) -> list[str]:
     return out
 
 
-def best_by_validation(runs: pd.DataFrame, keys: list[str], higher_is_better: bool = True) -> pd.DataFrame:
-    """Per group of ``keys``: the lr with the best mean validation score (over seeds), and at that lr the test
-    mean and std over seeds. ``runs`` has columns keys + [lr, seed, val, test]; diverged runs (and runs whose
-    scores are NaN/Inf) have NaN scores, count in ``diverged``, and an lr with any diverged seed ranks below every
-    lr whose seeds all finished."""
-    runs = runs.assign(val=runs.val.map(finite), test=runs.test.map(finite))
-    runs.loc[runs.test.isna(), "val"] = np.nan  # a run with a non-finite test score diverged too
+def best_by_validation(runs: pd.DataFrame, keys: list[str], higher_is_better: bool = True,
+                       report: tuple[str, ...] = ("test",)) -> pd.DataFrame:
+    """Per group of ``keys``: the lr with the best mean validation score (column ``val``, over seeds), and at that lr
+    the mean and std over seeds of each ``report`` column (``test_mean``, ``test_std``, ...). Diverged runs (and
+    runs with a NaN/Inf score) count in ``diverged``, and an lr with any diverged seed ranks below every lr whose
+    seeds all finished."""
+    runs = runs.assign(**{c: runs[c].map(finite) for c in ("val", *report)})
+    runs.loc[runs[list(report)].isna().any(axis=1), "val"] = np.nan  # a non-finite reported score: diverged too
     rows = []
     for group, sub in runs.groupby(keys, sort=True, dropna=False):
-        by_lr = sub.groupby("lr").agg(val=("val", "mean"), test_mean=("test", "mean"), test_std=("test", "std"),
-                                      seeds=("seed", "nunique"), finished=("val", "count"))
+        stats = {"val": ("val", "mean"), "seeds": ("seed", "nunique"), "finished": ("val", "count")}
+        for c in report:
+            stats.update({f"{c}_mean": (c, "mean"), f"{c}_std": (c, "std")})
+        by_lr = sub.groupby("lr").agg(**stats)
         complete = by_lr[by_lr.finished == by_lr.seeds]
-        pool = complete if len(complete) else by_lr
-        pool = pool.dropna(subset=["val"])
-        diverged = int(sub.val.isna().sum())
+        pool = (complete if len(complete) else by_lr).dropna(subset=["val"])
+        row: dict[str, Any] = {"best_lr": np.nan, "val": np.nan, "seeds": 0}
+        row.update({f"{c}_{x}": np.nan for c in report for x in ("mean", "std")})
         if len(pool):
             lr = pool.val.idxmax() if higher_is_better else pool.val.idxmin()
             best = pool.loc[lr]
-            row = dict(best_lr=lr, val=best.val, test_mean=best.test_mean,
-                       test_std=0.0 if best.seeds == 1 else best.test_std, seeds=int(best.finished))
-        else:
-            row = dict(best_lr=np.nan, val=np.nan, test_mean=np.nan, test_std=np.nan, seeds=0)
-        rows.append({**dict(zip(keys, group if isinstance(group, tuple) else (group,))), **row, "diverged": diverged})
+            row = {"best_lr": lr, "val": best.val, "seeds": int(best.finished)}
+            for c in report:
+                row.update({f"{c}_mean": best[f"{c}_mean"], f"{c}_std": 0.0 if best.seeds == 1 else best[f"{c}_std"]})
+        keys_row = dict(zip(keys, group if isinstance(group, tuple) else (group,)))
+        rows.append({**keys_row, **row, "diverged": int(sub.val.isna().sum())})
     return pd.DataFrame(rows)
 
 

@@ -180,7 +180,8 @@ def test_the_task_protocol_is_resolved_into_the_config_the_run_records(tmp_path)
     cfg = compose_cfg(tmp_path, "experiment=mqar_long", "scale=paper", "task.context_length=2048",
                       "task.num_kv_pairs=48", "optim.lr=1e-2")
     notes = resolve(cfg, set())
-    assert cfg.task.batch_size == 24 and cfg.optim.lr == 1e-3 and cfg.optim.min_lr == 1e-5
+    assert cfg.task.batch_size == 24 and cfg.optim.lr == 1e-3 and cfg.optim.min_lr is None
+    assert cfg.optim.min_lr_ratio == 0.01  # "1e-4 and 1e-5": 1 % of the peak, every run decays
     assert cfg.trainer.max_steps == 64 * (100_000 // 24) and cfg.model.vocab_size == 8192
     assert any(n.startswith("trainer.max_steps: 1 -> ") for n in notes)
     assert resolve(cfg, set()) == []  # resolving the resolved config changes nothing
@@ -199,3 +200,29 @@ def test_paper_scale_refuses_the_cpu_unless_asked(tmp_path):
         refuse_paper_scale_on_cpu(cfg, runs)
     cfg, _ = check_command(["experiment=formal_languages", "scale=paper", "scale.allow_cpu=true"])
     refuse_paper_scale_on_cpu(cfg, runs)
+
+
+@pytest.mark.parametrize("width, heads", [(32, 1), (64, 1), (128, 2), (256, 4), (512, 8)])
+def test_mqar_heads_follow_the_width(tmp_path, width, heads):
+    cfg = compose_cfg(tmp_path, "experiment=mqar", "scale=paper", f"model.embedding_dim={width}")
+    assert cfg.model.num_heads == heads
+    assert compose_cfg(tmp_path, "experiment=mqar", "model.num_heads=4").model.num_heads == 4  # still overridable
+
+
+def test_the_mqar_floor_decays_every_run_of_the_grid():
+    from experiments.module import warmup_cosine
+
+    for lr in (1e-2, 2.15e-3, 4.6e-4, 1e-4):
+        cfg, _ = check_command(["experiment=mqar", "scale=paper", f"optim.lr={lr}", "scale.allow_cpu=true"])
+        schedule = warmup_cosine(OmegaConf.to_object(cfg.optim), cfg.trainer.max_steps)
+        assert schedule(cfg.trainer.max_steps) == pytest.approx(0.01)  # the end of every run: 1 % of its peak
+
+
+def test_synthetic_experiments_clip_the_recurrent_gradient_and_use_the_standard_slstm_init(tmp_path):
+    for experiment in ("formal_languages", "mqar", "mqar_long", "mqar_extrapolation"):
+        cfg = compose_cfg(tmp_path, f"experiment={experiment}", "model=xlstm_1_1")
+        resolve(cfg, set())
+        assert cfg.model.slstm_recurrent_grad_clip == 10.0, experiment
+    formal = compose_cfg(tmp_path, "experiment=formal_languages", "model=xlstm_0_1")
+    resolve(formal, set())
+    assert (formal.model.slstm_bias_init, formal.model.slstm_recurrent_init) == ("standard", "standard")

@@ -81,6 +81,12 @@ def test_protocol_resolves_steps_batch_and_lr_into_the_run_config():
     at_2048 = _protocol(context_length=2048, num_kv_pairs=48, epochs=64)
     assert at_2048["task.batch_size"] == 24 and at_2048["optim.lr"] == 1e-3 and at_2048["optim.min_lr"] == 1e-5
     assert at_2048["trainer.max_steps"] == 64 * (100_000 // 24)
+    # the paper's grid at batch 24, value by value (not a tenth of the other grid: 2.2e-4, not 2.15e-4)
+    grid = [_protocol({"lr": lr, "min_lr": None}, context_length=2048, num_kv_pairs=48)["optim.lr"]
+            for lr in (1e-2, 2.15e-3, 4.6e-4, 1e-4)]
+    assert grid == [1e-3, 2.2e-4, 5e-5, 1e-5]
+    assert "optim.min_lr" not in _protocol({"lr": 1e-2, "min_lr": None}, context_length=2048, num_kv_pairs=48)
+    assert _protocol({"lr": 3e-3, "min_lr": None}, context_length=2048, num_kv_pairs=48)["optim.lr"] == 3e-4
     assert "optim.lr" not in _protocol(context_length=2048, num_kv_pairs=48, batch_size=24)  # an explicit batch
     # applied once: the resolved config (batch 24, lr 1e-3) resolves to itself
     assert "optim.lr" not in _protocol({"lr": 1e-3, "min_lr": 1e-5}, context_length=2048, num_kv_pairs=48,

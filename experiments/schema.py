@@ -134,8 +134,8 @@ class TrainConfig:
     resume: bool = False
 
 
-def heads_for_width(width: int, head_dim: int = 64) -> int:
-    """``${heads_for_width:${model.embedding_dim},64}``: a head count that grows with the model width, one head per
+def heads_for_width(width: int, head_dim: int = 16) -> int:
+    """``${heads_for_width:${model.embedding_dim},16}``: a head count that grows with the model width, one head per
     ``head_dim`` channels and at least one (the MQAR grids' reading of "the number of heads is adjusted to the model
     dimension")."""
     return max(1, int(width) // int(head_dim))

@@ -202,7 +202,7 @@ def test_paper_scale_refuses_the_cpu_unless_asked(tmp_path):
     refuse_paper_scale_on_cpu(cfg, runs)
 
 
-@pytest.mark.parametrize("width, heads", [(32, 1), (64, 1), (128, 2), (256, 4), (512, 8)])
+@pytest.mark.parametrize("width, heads", [(16, 1), (32, 2), (64, 4), (128, 8), (256, 16), (512, 32)])
 def test_mqar_heads_follow_the_width(tmp_path, width, heads):
     cfg = compose_cfg(tmp_path, "experiment=mqar", "scale=paper", f"model.embedding_dim={width}")
     assert cfg.model.num_heads == heads

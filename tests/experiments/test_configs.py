@@ -218,11 +218,11 @@ def test_the_mqar_floor_decays_every_run_of_the_grid():
         assert schedule(cfg.trainer.max_steps) == pytest.approx(0.01)  # the end of every run: 1 % of its peak
 
 
-def test_synthetic_experiments_clip_the_recurrent_gradient_and_use_the_standard_slstm_init(tmp_path):
+def test_synthetic_experiments_clip_the_recurrent_gradient_and_use_the_standard_recurrent_init(tmp_path):
     for experiment in ("formal_languages", "mqar", "mqar_long", "mqar_extrapolation"):
         cfg = compose_cfg(tmp_path, f"experiment={experiment}", "model=xlstm_1_1")
         resolve(cfg, set())
         assert cfg.model.slstm_recurrent_grad_clip == 10.0, experiment
     formal = compose_cfg(tmp_path, "experiment=formal_languages", "model=xlstm_0_1")
     resolve(formal, set())
-    assert (formal.model.slstm_bias_init, formal.model.slstm_recurrent_init) == ("standard", "standard")
+    assert (formal.model.slstm_bias_init, formal.model.slstm_recurrent_init) == ("powerlaw_blockdependent", "standard")

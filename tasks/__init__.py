@@ -7,9 +7,16 @@ from pathlib import Path
 from .base import IGNORE, InfeasibleSetting, SyntheticTask, Task, TaskConfig
 from .formal import LANGUAGES, FormalLanguageTask
 from .heads import Scored
+from .lm.task import LanguageModellingTask, LMConfig, SlimPajamaConfig
 from .mqar import MQARTask
 
-TASKS: dict[str, type[Task]] = {**{name: FormalLanguageTask for name in LANGUAGES}, "mqar": MQARTask}
+
+class SlimPajamaTask(LanguageModellingTask):
+    config_class = SlimPajamaConfig
+
+
+TASKS: dict[str, type[Task]] = {**{name: FormalLanguageTask for name in LANGUAGES}, "mqar": MQARTask,
+                                "slimpajama": SlimPajamaTask, "lm_local": LanguageModellingTask}
 
 
 def task_class(name: str) -> type[Task]:

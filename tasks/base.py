@@ -110,7 +110,7 @@ class _BatchStream(IterableDataset):
             index += workers * self.stride
 
 
-def _private_generator() -> torch.Generator:
+def private_generator() -> torch.Generator:
     """A DataLoader draws a seed from its generator each time it is iterated; with the global generator that draw
     would shift the model's dropout masks, and a resumed run would no longer match an uninterrupted one."""
     return torch.Generator().manual_seed(0)
@@ -164,14 +164,14 @@ class SyntheticTask(Task):
     def train_dataloader(self) -> DataLoader:
         start, stride = self._start_index()
         return DataLoader(_BatchStream(self.train_batch, start, stride), batch_size=None,
-                          num_workers=self.config.num_workers, generator=_private_generator())
+                          num_workers=self.config.num_workers, generator=private_generator())
 
     def _eval_loader(self, split: str) -> DataLoader:
         if split not in self._eval_cache:
             self._eval_cache[split] = self.eval_batches(split)
         rank, world = self.rank_share()  # each rank scores a disjoint share; metrics sum counts
         return DataLoader(self._eval_cache[split][rank::world], batch_size=None, shuffle=False,
-                          generator=_private_generator())
+                          generator=private_generator())
 
     def val_dataloader(self) -> DataLoader:
         return self._eval_loader("val")

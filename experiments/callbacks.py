@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import random
 import time
 from typing import Any
@@ -108,3 +109,64 @@ class ProgressLog(L.Callback):
         loss_text = f", loss {float(loss):.4f}" if loss is not None else ""
         _log.info(f"{self.name}: step {step}/{total} ({100 * step / total:.0f}%){loss_text}, "
                       f"{rate:.2f} steps/s, {eta / 60:.1f} min left")
+
+
+def resident_mb() -> float:
+    """This process's resident set size now (Linux /proc; elsewhere the process's peak so far)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class TrainingLog(L.Callback):
+    """What a record says about how the run trained: tokens seen (input tokens of every step's global batch,
+    padding included), training tokens/s (time in training steps only, validation excluded), peak memory of rank 0
+    during this run (on a GPU the peak CUDA memory torch allocated; on a CPU the largest resident set size seen at
+    the end of a training step) and the validation curve (step, tokens seen, validation metrics without the
+    per-length ones). Kept in checkpoints, so a resumed run reports the whole run."""
+
+    def __init__(self):
+        self.tokens, self.train_seconds, self.curve = 0, 0.0, []
+        self._t0, self._peak_rss = 0.0, 0.0
+
+    def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            torch.cuda.reset_peak_memory_stats()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"tokens": self.tokens, "train_seconds": self.train_seconds, "curve": list(self.curve)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.tokens, self.train_seconds = state["tokens"], state["train_seconds"]
+        self.curve = list(state["curve"])
+
+    def on_train_batch_start(self, trainer: L.Trainer, module: L.LightningModule, batch: Any, *args: Any) -> None:
+        self._t0 = time.perf_counter()
+
+    def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, outputs: Any, batch: Any,
+                           *args: Any) -> None:
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            torch.cuda.synchronize()
+        self.train_seconds += time.perf_counter() - self._t0
+        self.tokens += batch["tokens"].numel() * trainer.world_size  # every rank reads an equal share
+        self._peak_rss = max(self._peak_rss, resident_mb())
+
+    def on_validation_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if trainer.sanity_checking or "val" not in getattr(module, "final_metrics", {}):
+            return
+        values = {k: round(v, 6) for k, v in module.final_metrics["val"].items() if "@" not in k}
+        point = {"step": trainer.global_step, "tokens": self.tokens, **values}
+        if not self.curve or self.curve[-1]["step"] != point["step"]:
+            self.curve.append(point)
+
+    def summary(self) -> dict[str, Any]:
+        rate = self.tokens / self.train_seconds if self.train_seconds > 0 else 0.0
+        cuda = torch.cuda.is_available() and torch.cuda.is_initialized()
+        peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else self._peak_rss
+        return {"tokens_seen": self.tokens, "train_seconds": round(self.train_seconds, 2),
+                "tokens_per_s": round(rate, 1), "peak_memory_mb": round(peak, 1),
+                "peak_memory_kind": "cuda_allocated" if cuda else "cpu_rss"}

@@ -171,6 +171,42 @@ def apply_model_settings(cfg: DictConfig, explicit: set[str]) -> list[str]:
     return applied
 
 
+def apply_model_size(cfg: DictConfig, explicit: set[str]) -> list[str]:
+    """``model_size=350M``: the paper's dims of this model's family at that size (``xlstm.sizes``; vocabulary and
+    context come from the task), then the experiment's ``size_settings`` whose "<model glob>@<size>" key matches
+    (e.g. ``"xlstm_*@1.3B": {optim.lr: 5e-4, task.batch_size: 512}``). Keys the command line set keep their value."""
+    from xlstm import MODELS
+    from xlstm.sizes import paper_size
+
+    applied = []
+    settings = cfg.get("size_settings") or {}
+    for pattern in settings:
+        glob, _, size = pattern.partition("@")
+        if not size or not any(fnmatch.fnmatchcase(k, glob) for k in MODELS):
+            raise SuiteError(f"size_settings[{pattern!r}]: keys are '<model glob>@<size>' naming a registered model, "
+                             f"e.g. 'xlstm_*@350M'")
+    size = cfg.get("model_size")
+    if size is None:
+        return applied
+    try:
+        dims = paper_size(MODELS[cfg.model.name].family, size)
+    except ValueError as err:
+        raise SuiteError(f"model_size: {err}") from None
+    updates = {f"model.{k}": v for k, v in dims.items() if k not in ("vocab_size", "context_length")}
+    for pattern, values in settings.items():
+        glob, _, at = pattern.partition("@")
+        if at == size and fnmatch.fnmatchcase(cfg.model.name, glob):
+            updates.update(values)
+    for key, value in updates.items():
+        if key in explicit:
+            continue
+        if OmegaConf.select(cfg, key, default="<missing>") == "<missing>":
+            raise SuiteError(f"size_settings / model_size: no config key {key!r}")
+        OmegaConf.update(cfg, key, value)
+        applied.append(f"{key}={value}")
+    return applied
+
+
 def apply_protocol(cfg: DictConfig) -> list[str]:
     """Write the values the task's protocol fixes (steps from epochs, the paper's batch and lr rule, the model's
     vocabulary) into ``cfg``; returns "key: old -> new" for each value that changed."""
@@ -233,6 +269,7 @@ def resolve(cfg: DictConfig, explicit: set[str], choices: dict[str, str] | None 
     check_unknown_keys(cfg)
     check_choices(cfg, choices)
     apply_model_settings(cfg, explicit)
+    apply_model_size(cfg, explicit)
     changed = apply_protocol(cfg)
     validate(cfg)
     return changed

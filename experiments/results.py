@@ -22,8 +22,8 @@ from omegaconf import DictConfig, OmegaConf
 ROOT = Path(__file__).resolve().parent.parent
 
 # Config keys that do not change a run's numbers; they stay out of the run id.
-NOT_IN_RUN_ID = ("logger", "paths", "resume", "model_settings", "scale.allow_cpu", "trainer.accelerator",
-                 "trainer.devices", "trainer.strategy", "trainer.num_nodes", "trainer.log_every_n_steps",
+NOT_IN_RUN_ID = ("logger", "paths", "resume", "model_settings", "size_settings", "scale.allow_cpu",
+                 "trainer.accelerator", "trainer.devices", "trainer.strategy", "trainer.num_nodes", "trainer.log_every_n_steps",
                  "trainer.checkpoint_every_n_steps", "trainer.enable_progress_bar", "trainer.progress_interval_s",
                  "trainer.detect_anomaly", "task.num_workers")
 
@@ -95,9 +95,10 @@ def write_record(path: Path, record: dict) -> None:
 
 def make_record(cfg: DictConfig, rid: str, *, status: str, metrics: dict, params: int, steps: int,
                 wall_time_s: float, training: list[dict] | None = None, checkpoint: str | None = None,
-                error: str | None = None) -> dict:
+                error: str | None = None, throughput: dict | None = None, curve: list[dict] | None = None) -> dict:
     """``cfg`` is the resolved run config (the task's protocol applied), so ``lr`` and ``max_steps`` are what ran.
-    ``training`` lists the commits that trained the weights, with their step ranges (a resumed run can span two)."""
+    ``training`` lists the commits that trained the weights, with their step ranges (a resumed run can span two);
+    ``throughput`` has tokens seen, training tokens/s and peak memory, ``curve`` the validation metrics per step."""
     from xlstm import paper_label
 
     commit, dirty = git_commit()
@@ -107,7 +108,8 @@ def make_record(cfg: DictConfig, rid: str, *, status: str, metrics: dict, params
         "scale": cfg.scale.name, "seed": cfg.seed, "lr": cfg.optim.lr, "steps": steps,
         "max_steps": cfg.trainer.max_steps, "params": params, "metrics": metrics,
         "wall_time_s": round(wall_time_s, 2), "hardware": hardware(), "git_commit": commit, "git_dirty": dirty,
-        "training": training or [], "checkpoint": checkpoint,
+        "training": training or [], "checkpoint": checkpoint, "throughput": throughput or {},
+        "curve": curve or [],
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "config": OmegaConf.to_container(cfg, resolve=True),
     }

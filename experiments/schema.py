@@ -130,6 +130,10 @@ class TrainConfig:
     # settings an experiment needs for some models only: {glob over model option names: {model key: value}}, e.g.
     # {"xlstm_*": {"slstm_conv_kernel": 0}}; a model key set on the command line keeps its command-line value
     model_settings: dict[str, Any] = field(default_factory=dict)
+    # a paper size (125M | 350M | 760M | 1.3B | 2.7B): the model's dims from xlstm.sizes, then the matching
+    # size_settings {"<model glob>@<size>": {dotted key: value}} (per-size learning rates, batch, steps)
+    model_size: Optional[str] = None
+    size_settings: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
     resume: bool = False
 

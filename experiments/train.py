@@ -149,7 +149,7 @@ def _train(cfg: DictConfig, rid: str, path: Path, ckpt_dir: Path) -> dict:
     from tasks import InfeasibleSetting, build_task
     from xlstm import build_backbone
 
-    from .callbacks import PreemptionCheckpoint, ProgressLog, RNGStateCheckpoint, TrainingProvenance
+    from .callbacks import PreemptionCheckpoint, ProgressLog, RNGStateCheckpoint, TrainingLog, TrainingProvenance
     from .guards import check_checkpoint, check_fits
     from .module import NonFiniteLossError, SequenceModule
 
@@ -180,11 +180,11 @@ def _train(cfg: DictConfig, rid: str, path: Path, ckpt_dir: Path) -> dict:
                          f"or delete {ckpt_dir} to start over")
     if resume and last.exists():
         check_checkpoint(last)
-    provenance = TrainingProvenance(*results.git_commit())
+    provenance, training_log = TrainingProvenance(*results.git_commit()), TrainingLog()
     bar = t.enable_progress_bar if t.enable_progress_bar is not None else sys.stdout.isatty()
     callbacks = [L.pytorch.callbacks.ModelCheckpoint(dirpath=ckpt_dir, save_top_k=0, save_last=True,
                                                      every_n_train_steps=t.checkpoint_every_n_steps),
-                 RNGStateCheckpoint(), provenance, PreemptionCheckpoint(str(last))]
+                 RNGStateCheckpoint(), provenance, training_log, PreemptionCheckpoint(str(last))]
     if not bar:
         callbacks.append(ProgressLog(rid, t.progress_interval_s))
     plugins = []
@@ -215,7 +215,8 @@ def _train(cfg: DictConfig, rid: str, path: Path, ckpt_dir: Path) -> dict:
         if rank_zero:
             results.write_record(path, results.make_record(
                 cfg, rid, status="diverged", metrics={}, params=params, steps=trainer.global_step,
-                wall_time_s=time.time() - start, training=provenance.trained(trainer), error=str(err)))
+                wall_time_s=time.time() - start, training=provenance.trained(trainer), error=str(err),
+                throughput=training_log.summary(), curve=training_log.curve))
         kept = f"last good checkpoint kept at {last}" if last.exists() else "no checkpoint was written yet"
         raise SuiteError(f"{rid} diverged: {err}; {kept}; lower optim.lr or set trainer.gradient_clip_val") from None
     except SIGTERMException:
@@ -226,12 +227,13 @@ def _train(cfg: DictConfig, rid: str, path: Path, ckpt_dir: Path) -> dict:
     metrics = {split: module.final_metrics[split] for split in ("val", "test")}
     record = results.make_record(cfg, rid, status="finished", metrics=metrics, params=params,
                                  steps=trainer.global_step, wall_time_s=time.time() - start,
-                                 training=provenance.trained(trainer), checkpoint=str(final))
+                                 training=provenance.trained(trainer), checkpoint=str(final),
+                                 throughput=training_log.summary(), curve=training_log.curve)
     if trainer.is_global_zero:
         last.unlink(missing_ok=True)  # "delete the record to rerun" starts that point afresh
         results.write_record(path, record)
         headline = {s: {k: round(v, 4) for k, v in m.items() if "@" not in k} for s, m in metrics.items()}
-        log.info(f"finished {rid}: {headline}")
+        log.info(f"finished {rid}: {headline}; {record['throughput']}")
     return record
 
 

@@ -19,3 +19,11 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.get_closest_marker("gpu") is not None:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def lm_data_dir(tmp_path_factory):
+    """``paths.data_dir`` with prepared ``lm_local`` and ``slimpajama`` fixture data (tests/lm_fixture.py)."""
+    from tests.lm_fixture import prepare_fixture
+
+    return prepare_fixture(tmp_path_factory.mktemp("lm_data"))

@@ -31,6 +31,11 @@ class Backbone(nn.Module):
     def dim(self) -> int:
         return self.config.embedding_dim
 
+    @property
+    def max_positions(self) -> int | None:
+        """The longest sequence the model can read (None: any length; learned positions set a limit)."""
+        return None
+
     def forward_state(self, x: torch.Tensor, state: Any = None) -> tuple[torch.Tensor, Any]:
         raise NotImplementedError
 

@@ -36,9 +36,23 @@ PAPER_SIZES: dict[str, dict[str, dict]] = {
 }
 
 
+# The CPU ladder of the small-scale language-model experiments: widths 64 / 128 / 192 with the paper's proportions
+# (xLSTM and Mamba stack twice the blocks of Llama, GPT-3 and RWKV-4 at one width; xLSTM keeps 4 heads, the
+# Transformers a head dimension of 32). Not paper sizes: the label names the width; records give the parameters.
+def _cpu_ladder(blocks: int, heads) -> dict[str, dict]:
+    return {f"w{d}": {"embedding_dim": d, "num_blocks": blocks, "num_heads": heads(d)} for d in (64, 128, 192)}
+
+
+CPU_SIZES: dict[str, dict[str, dict]] = {
+    "xlstm": _cpu_ladder(4, lambda d: 4), "mamba": _cpu_ladder(4, lambda d: 1),
+    "llama": _cpu_ladder(2, lambda d: d // 32), "gpt3": _cpu_ladder(2, lambda d: d // 32),
+    "rwkv4": _cpu_ladder(2, lambda d: 1),
+}
+
+
 def paper_size(family: str, size: str) -> dict:
-    """Config fields of ``family`` at a paper size, vocab and context included."""
-    sizes = PAPER_SIZES.get(family, {})
+    """Config fields of ``family`` at a paper size (or a CPU-ladder size), vocab and context included."""
+    sizes = {**PAPER_SIZES.get(family, {}), **CPU_SIZES.get(family, {})}
     if size not in sizes:
         raise ValueError(f"unknown size {size!r} for {family}; paper sizes: {', '.join(sizes) or 'none'}")
     return {"vocab_size": PAPER_VOCAB, "context_length": PAPER_CONTEXT, **sizes[size]}

@@ -173,10 +173,12 @@ def cell(mean: float, std: float, paper: float | None = None, seeds: int = 2, di
 
 def _tables() -> dict[str, Callable[[list[dict], Path], Artefact]]:
     from .formal_languages import formal_languages
+    from .language_modelling import extrapolation, slimpajama, slimpajama_300b
     from .mqar import mqar, mqar_extrapolation, mqar_long
 
     return {"formal_languages": formal_languages, "mqar": mqar, "mqar_long": mqar_long,
-            "mqar_extrapolation": mqar_extrapolation}
+            "mqar_extrapolation": mqar_extrapolation, "slimpajama": slimpajama, "slimpajama_300b": slimpajama_300b,
+            "extrapolation": extrapolation}
 
 
 def table_builder(experiment: str) -> Callable[[list[dict], Path], Artefact]:

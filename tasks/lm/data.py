@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .prepare import MANIFEST
+from . import MANIFEST
 
 
 class DataError(ValueError):

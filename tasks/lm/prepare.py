@@ -29,11 +29,12 @@ from typing import Iterator
 
 import numpy as np
 
+from . import MANIFEST
 from .sources import SourceError, documents
 from .tokenizers import TokenizerError, load_tokenizer
 
 FORMAT = 1
-MANIFEST = "manifest.json"
+
 
 
 class PrepareError(ValueError):

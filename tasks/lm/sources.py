@@ -152,9 +152,10 @@ def strip_wiki_markup(text: str) -> str:
     text = re.sub(r"<[^>]+>", "", text)
     text = re.sub(r"'{2,}", "", text)
     text = re.sub(r"^=+\s*(.*?)\s*=+\s*$", r"\1", text, flags=re.M)
+    text = re.sub(r"\{\{|\}\}|\[\[|\]\]", "", text)  # what is left of templates and links that nest
     lines = [line.strip() for line in text.splitlines()]
-    text = "\n".join(line for line in lines if line and not line.startswith(("*", "|", "!", ":", ";")))
-    return text.strip()
+    keep = (line for line in lines if line and not line.startswith(("*", "|", "!", ":", ";")) and "thumb|" not in line)
+    return "\n".join(keep).strip()
 
 
 def wiki_articles() -> list[str]:

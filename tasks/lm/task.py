@@ -43,8 +43,9 @@ class LMConfig(TaskConfig):
     def check(self) -> None:
         super().check()
         require(self.context_length >= 1, "context_length", ">= 1", self.context_length)
-        for length in self.eval_context_lengths:
-            require(length >= 1, "eval_context_lengths", "all >= 1", list(self.eval_context_lengths))
+        lengths = list(self.eval_context_lengths)
+        require(all(n >= 1 for n in lengths) and len(set([self.context_length, *lengths])) == len(lengths) + 1,
+                "eval_context_lengths", "distinct lengths >= 1, other than context_length", lengths)
         require(self.eval_tokens >= max([self.context_length, *self.eval_context_lengths]), "eval_tokens",
                 ">= the longest evaluation context", self.eval_tokens)
 
@@ -104,7 +105,7 @@ class LMMetrics(Metric):
     def update(self, scored: Scored, batch: dict) -> None:
         scored_mask = batch["targets"] != -100  # (B, S): every position, in the head's row-major order
         lengths = batch["lengths"][scored.rows]  # (N,)
-        context = torch.searchsorted(torch.tensor(self.contexts, device=lengths.device), lengths)
+        context = (lengths[:, None] == torch.tensor(self.contexts, device=lengths.device)).int().argmax(1)
         positions = torch.arange(scored_mask.shape[1], device=lengths.device).expand_as(scored_mask)[scored_mask] + 1
         bucket = torch.log2(positions.double()).long().clamp(max=self.buckets - 1)
         nll = scored.nll.double()
@@ -162,6 +163,7 @@ class LanguageModellingTask(Task):
         super().__init__(config, data_dir)
         self._train: TokenData | None = None
         self._val: TokenData | None = None
+        self.max_positions: int | None = None  # the network's limit (learned positions); longer contexts are skipped
 
     @classmethod
     def protocol(cls, run: dict) -> dict[str, Any]:
@@ -198,10 +200,15 @@ class LanguageModellingTask(Task):
         return self.train.num_windows(self.config.context_length)
 
     @property
+    def vocab_size(self) -> int:
+        return int(self.train.tokenizer["vocab_size"])
+
+    @property
     def contexts(self) -> list[int]:
         return [self.config.context_length, *self.config.eval_context_lengths]
 
     def network(self, backbone) -> TokenClassifier:
+        self.max_positions = backbone.max_positions
         return TokenClassifier(backbone)
 
     def metrics(self) -> LMMetrics:
@@ -233,6 +240,8 @@ class LanguageModellingTask(Task):
         rank, world = self.rank_share()
         batches = []
         for length in self.contexts:
+            if self.max_positions is not None and length > self.max_positions:
+                continue  # e.g. GPT-3's learned positions: no ppl@length in its record (the table shows n/a)
             count = c.eval_tokens // length
             offset = 0 if split == "val" else c.eval_tokens  # test: the next eval_tokens tokens, disjoint
             for first in range(0, count, c.eval_batch_size):

@@ -13,6 +13,7 @@ from experiments.config import (CONFIG_DIR, SuiteError, check_command, check_nam
                                 validate)
 from experiments.train import make_logger
 
+from tasks.lm.task import LanguageModellingTask
 from .helpers import compose_cfg, grid_points
 
 
@@ -25,11 +26,15 @@ def test_model_option_builds_and_runs(tmp_path, option):
 
 
 @pytest.mark.parametrize("option", options("task"))
-def test_task_option_builds_batches(tmp_path, option):
-    small = ["task.num_train=64", "task.num_eval=8"] if option == "mqar" else []  # its default set is 100k
-    cfg = compose_cfg(tmp_path, f"task={option}", "task.batch_size=4", *small)
-    task = tasks.build_task(OmegaConf.to_object(cfg.task))
-    batch = task.train_batch(0)
+def test_task_option_builds_batches(tmp_path, lm_data_dir, option):
+    small = {"mqar": ["task.num_train=64", "task.num_eval=8"],  # its default set is 100k
+             "slimpajama": ["task.context_length=32"], "lm_local": ["task.context_length=32"]}.get(option, [])
+    cfg = compose_cfg(tmp_path, f"task={option}", "task.batch_size=4", f"paths.data_dir={lm_data_dir}", *small)
+    task = tasks.build_task(OmegaConf.to_object(cfg.task), cfg.paths.data_dir)
+    if isinstance(task, LanguageModellingTask):  # reads the prepared fixture shards
+        batch = next(iter(task.train_dataloader()))
+    else:
+        batch = task.train_batch(0)
     assert batch["tokens"].shape[0] == 4 and batch["tokens"].max() < task.vocab_size
     assert (batch["targets"] != tasks.IGNORE).any()
 

@@ -15,9 +15,9 @@ from .helpers import cli, compose_cfg, first_grid_point
 
 
 @pytest.mark.parametrize("experiment", options("experiment"))
-def test_first_smoke_point_runs_end_to_end(tmp_path, experiment):
+def test_first_smoke_point_runs_end_to_end(tmp_path, lm_data_dir, experiment):
     point = first_grid_point(tmp_path, experiment, "smoke")
-    cfg = compose_cfg(tmp_path, f"experiment={experiment}", "scale=smoke", *point)
+    cfg = compose_cfg(tmp_path, f"experiment={experiment}", "scale=smoke", *point, f"paths.data_dir={lm_data_dir}")
     record = run(cfg)
     assert record["status"] == "finished" and record["steps"] == cfg.trainer.max_steps
     assert record["params"] > 0 and record["git_commit"]

@@ -153,6 +153,10 @@ class GPT3(_Transformer):
             if name.endswith("bias"):
                 nn.init.zeros_(p)
 
+    @property
+    def max_positions(self) -> int:
+        return self.config.context_length
+
     def _positions(self, x: torch.Tensor, start: int) -> torch.Tensor:
         end = start + x.shape[1]
         if end > self.config.context_length:

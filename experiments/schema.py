@@ -42,6 +42,9 @@ class TrainerConfig:
     enable_progress_bar: Optional[bool] = None  # None: a bar on a terminal, a log line every progress_interval_s otherwise
     progress_interval_s: float = 30.0
     slurm_requeue: bool = True  # under SLURM, a preempted (SIGTERM/SIGUSR1) run requeues its job, which resumes
+    activation_checkpointing: bool = False  # recompute each residual block in the backward pass (memory for time)
+    compile: bool = False  # torch.compile each residual block (the paper compiles every model but the Transformers)
+    fsdp_sharding: str = "FULL_SHARD"  # with strategy=fsdp: FULL_SHARD | SHARD_GRAD_OP (the paper's) | NO_SHARD
 
     def check(self) -> None:
         for key in ("max_steps", "val_check_interval", "checkpoint_every_n_steps", "log_every_n_steps",
@@ -55,8 +58,13 @@ class TrainerConfig:
                 '"auto" or >= 1', self.devices)
         require(self.precision in PRECISIONS, "precision", " | ".join(PRECISIONS), self.precision)
         require(self.progress_interval_s > 0, "progress_interval_s", "> 0", self.progress_interval_s)
+        require(self.strategy in ("auto", "ddp", "fsdp"), "strategy", "auto | ddp | fsdp", self.strategy)
+        require(not (self.strategy == "fsdp" and self.accelerator == "cpu"), "strategy",
+                "ddp on a CPU (Lightning's FSDP runs on GPUs only; use trainer=ddp for CPU processes)", self.strategy)
+        require(self.fsdp_sharding in FSDP_SHARDING, "fsdp_sharding", " | ".join(FSDP_SHARDING), self.fsdp_sharding)
 
 
+FSDP_SHARDING = ("FULL_SHARD", "SHARD_GRAD_OP", "NO_SHARD", "HYBRID_SHARD")
 PRECISIONS = ("32-true", "32", "bf16-mixed", "bf16-true", "16-mixed", "16-true", "64-true")
 
 

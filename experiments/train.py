@@ -141,6 +141,26 @@ def run(cfg: DictConfig) -> dict | None:
         lock.release()
 
 
+def _strategy(t: DictConfig, network) -> Any:
+    """The Lightning strategy, and the model-side switches: activation checkpointing and ``torch.compile`` per
+    residual block. FSDP wraps (and, with activation checkpointing, recomputes) one residual block per unit."""
+    from xlstm.components import compile_blocks, residual_blocks, set_activation_checkpointing
+
+    if t.strategy != "fsdp":
+        set_activation_checkpointing(network, t.activation_checkpointing)
+        if t.compile:
+            compile_blocks(network)
+        return t.strategy
+    from lightning.pytorch.strategies import FSDPStrategy
+
+    block_types = {type(b) for b in residual_blocks(network)}
+    if t.compile:
+        compile_blocks(network)
+    return FSDPStrategy(sharding_strategy=t.fsdp_sharding, auto_wrap_policy=block_types,
+                        activation_checkpointing_policy=block_types if t.activation_checkpointing else None,
+                        use_orig_params=True)
+
+
 def _train(cfg: DictConfig, rid: str, path: Path, ckpt_dir: Path) -> dict:
     import lightning as L
     import torch
@@ -170,6 +190,7 @@ def _train(cfg: DictConfig, rid: str, path: Path, ckpt_dir: Path) -> dict:
     except (ValueError, ZeroDivisionError) as err:  # what only the model or task can rule out (head counts, ...)
         raise SuiteError(f"{rid}: {err}") from None
     t = cfg.trainer
+    strategy = _strategy(t, network)
     module = SequenceModule(network, task.metrics, OmegaConf.to_object(cfg.optim), t.max_steps)
     params = sum(p.numel() for p in module.parameters())
 
@@ -191,7 +212,7 @@ def _train(cfg: DictConfig, rid: str, path: Path, ckpt_dir: Path) -> dict:
     if L.fabric.plugins.environments.SLURMEnvironment.detect():  # preemption is ours to handle (see main)
         plugins.append(L.fabric.plugins.environments.SLURMEnvironment(auto_requeue=False))
     trainer = L.Trainer(
-        accelerator=t.accelerator, devices=t.devices, strategy=t.strategy, num_nodes=t.num_nodes,
+        accelerator=t.accelerator, devices=t.devices, strategy=strategy, num_nodes=t.num_nodes,
         precision=t.precision, max_steps=t.max_steps, val_check_interval=min(t.val_check_interval, t.max_steps),
         check_val_every_n_epoch=None, limit_val_batches=t.limit_val_batches, num_sanity_val_steps=0,
         gradient_clip_val=t.gradient_clip_val, accumulate_grad_batches=t.accumulate_grad_batches,

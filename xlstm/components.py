@@ -6,6 +6,7 @@ from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from torch import nn
 
 
@@ -161,17 +162,41 @@ class MultiHeadNorm(nn.Module):
 
 class ResidualStack(nn.Module):
     """Blocks applied in order, then the final norm. Each block maps (x, state) -> (x, state); the stack's state is
-    the list of the blocks' states."""
+    the list of the blocks' states. With ``activation_checkpointing`` a training forward keeps only each block's
+    input and recomputes the block in the backward pass (memory for compute; the same values and gradients)."""
 
     def __init__(self, blocks: list[nn.Module], post_norm: nn.Module):
         super().__init__()
         self.blocks = nn.ModuleList(blocks)
         self.post_norm = post_norm
+        self.activation_checkpointing = False
 
     def forward(self, x: torch.Tensor, state: list | None = None) -> tuple[torch.Tensor, list]:
         state = state if state is not None else [None] * len(self.blocks)
+        recompute = self.activation_checkpointing and self.training and torch.is_grad_enabled()
         new_state = []
         for block, block_state in zip(self.blocks, state):
-            x, block_state = block(x, block_state)
+            if recompute:
+                x, block_state = torch.utils.checkpoint.checkpoint(block, x, block_state, use_reentrant=False)
+            else:
+                x, block_state = block(x, block_state)
             new_state.append(block_state)
         return self.post_norm(x), new_state
+
+
+def residual_blocks(model: nn.Module) -> list[nn.Module]:
+    """Every block of every residual stack in ``model`` (the units of activation checkpointing, compilation and
+    FSDP wrapping)."""
+    return [b for m in model.modules() if isinstance(m, ResidualStack) for b in m.blocks]
+
+
+def set_activation_checkpointing(model: nn.Module, enabled: bool = True) -> None:
+    for m in model.modules():
+        if isinstance(m, ResidualStack):
+            m.activation_checkpointing = enabled
+
+
+def compile_blocks(model: nn.Module) -> None:
+    """``torch.compile`` each residual block in place (parameter names and checkpoints stay as without it)."""
+    for block in residual_blocks(model):
+        block.compile()

@@ -236,19 +236,23 @@ class LanguageModellingTask(Task):
                           num_workers=self.config.num_workers, generator=private_generator())
 
     def _eval_loader(self, split: str) -> DataLoader:
+        """Every evaluation context's windows, dealt round-robin to the processes (each scores a share; the metric
+        sums over all), in batches of ``eval_batch_size``."""
         c, data = self.config, self.val
         rank, world = self.rank_share()
+        offset = 0 if split == "val" else c.eval_tokens  # test: the next eval_tokens tokens, disjoint
         batches = []
         for length in self.contexts:
             if self.max_positions is not None and length > self.max_positions:
                 continue  # e.g. GPT-3's learned positions: no ppl@length in its record (the table shows n/a)
             count = c.eval_tokens // length
-            offset = 0 if split == "val" else c.eval_tokens  # test: the next eval_tokens tokens, disjoint
-            for first in range(0, count, c.eval_batch_size):
-                batches.append((np.arange(first, min(count, first + c.eval_batch_size)), length, offset))
-        mine = batches[rank::world]
-        return DataLoader([self.batch(data, w, length, offset) for w, length, offset in mine], batch_size=None,
-                          shuffle=False, generator=private_generator())
+            if count < world:
+                raise DataError(f"task.eval_tokens={c.eval_tokens} gives {count} windows of {length} tokens, fewer "
+                                f"than the {world} processes: raise task.eval_tokens")
+            mine = np.arange(count)[rank::world]
+            for first in range(0, len(mine), c.eval_batch_size):
+                batches.append(self.batch(data, mine[first:first + c.eval_batch_size], length, offset))
+        return DataLoader(batches, batch_size=None, shuffle=False, generator=private_generator())
 
     def val_dataloader(self) -> DataLoader:
         return self._eval_loader("val")

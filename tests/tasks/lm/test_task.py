@@ -94,6 +94,34 @@ def test_validation_and_test_score_fixed_disjoint_windows_at_every_context(data_
     assert list(task.val_dataloader())[0]["tokens"].tolist() == val[0]["tokens"].tolist()  # fixed
 
 
+@pytest.mark.parametrize("world", [2, 3])
+def test_processes_score_disjoint_shares_of_the_one_process_evaluation_set(data_dir, world):
+    def windows(task):
+        return sorted(tuple(r) for b in task.val_dataloader() for r in b["tokens"].tolist())
+
+    single = windows(_task(data_dir, eval_context_lengths=[32]))
+    shares = []
+    for rank in range(world):
+        task = _task(data_dir, eval_context_lengths=[32])
+        task.trainer = SimpleNamespace(world_size=world, global_rank=rank)
+        shares.append(windows(task))
+    assert all(shares) and sorted(w for share in shares for w in share) == single
+    task = _task(data_dir, eval_context_lengths=[128])  # 128 tokens: one window of 128 for 3 processes
+    task.trainer = SimpleNamespace(world_size=3, global_rank=0)
+    with pytest.raises(DataError, match="fewer than the 3 processes: raise task.eval_tokens"):
+        task.val_dataloader()
+
+
+def test_contexts_beyond_learned_positions_are_not_evaluated(data_dir):
+    import xlstm
+
+    task = _task(data_dir, eval_context_lengths=[32])
+    config = xlstm.MODELS["gpt3"].backbone.config_class(name="gpt3", embedding_dim=16, num_blocks=1, num_heads=1,
+                                                        vocab_size=257, context_length=16)
+    task.network(xlstm.build_backbone(config))
+    assert {int(b["lengths"][0]) for b in task.val_dataloader()} == {16}
+
+
 def test_perplexity_is_exp_of_the_token_weighted_mean_nll_per_context_source_and_position():
     metric = LMMetrics([4, 8], ["web", "books"])
     # batch 1: two windows of 4 at the training context; batch 2: one window of 8

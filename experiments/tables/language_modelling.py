@@ -170,7 +170,7 @@ def extrapolation(records: list[dict], paper_dir: Path) -> Artefact:
         per_length.append(runs.assign(val=choose, ppl=runs["val"]))  # lr chosen at the training context
     runs = pd.concat(per_length, ignore_index=True)
     table = best_by_validation(runs, ["model", "variant", "length"], higher_is_better=False,
-                               report=("ppl", "test_ppl", "params_m"))
+                               report=("ppl", "params_m"))
     table["model_label"] = [model_label(m) + (f" [{v}]" if v else "") for m, v in zip(table.model, table.variant)]
     table["order"] = table.model.map(model_sort_key)
     table = table.sort_values(["order", "length"]).drop(columns="order").reset_index(drop=True)

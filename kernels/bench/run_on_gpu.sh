@@ -13,5 +13,8 @@ python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', tr
 timeout 240 python3 -m pytest tests/kernels -m gpu -q -p no:cacheprovider -o addopts="" 2>&1 | tail -25
 timeout 300 python3 -m kernels.bench mlstm 2>&1 | tail -5
 timeout 200 python3 -m kernels.bench slstm --batch 16 64 256 2>&1 | tail -5
+# language models: training tokens/s of the 125M models at context 2048 (bf16, full optimizer steps)
+timeout 240 python3 -m experiments.bench.lm train --size 125M --context 2048 --batch 8 --precision bf16 --vocab 50304 --steps 5 2>&1 | tail -8
 mkdir -p "${OUT:-results/kernels}" && cp results/kernels/mlstm_*.csv results/kernels/slstm_*.csv "${OUT:-results/kernels}/" 2>/dev/null
+cp results/lm/train_throughput.csv "${OUT:-results/kernels}/lm_train_throughput_gpu.csv" 2>/dev/null
 true

@@ -39,10 +39,13 @@ class LMConfig(TaskConfig):
     eval_batch_size: int = 8
     eval_tokens: int = 2**20  # tokens scored per evaluation context in each of validation and test
     eval_context_lengths: list[int] = field(default_factory=list)  # more evaluation contexts (extrapolation)
+    # the model's vocabulary: the tokenizer's rounded up to a multiple of this (GPT-2's 50257 -> 50304, the paper's)
+    vocab_multiple: int = 64
 
     def check(self) -> None:
         super().check()
         require(self.context_length >= 1, "context_length", ">= 1", self.context_length)
+        require(self.vocab_multiple >= 1, "vocab_multiple", ">= 1", self.vocab_multiple)
         lengths = list(self.eval_context_lengths)
         require(all(n >= 1 for n in lengths) and len(set([self.context_length, *lengths])) == len(lengths) + 1,
                 "eval_context_lengths", "distinct lengths >= 1, other than context_length", lengths)
@@ -66,6 +69,11 @@ def _hint(config: dict, split: str) -> str:
     if config["name"] == "lm_local":
         return "python -m tasks.lm.embedded --out <paths.data_dir>/lm_local (the embedded corpus)"
     return f"python -m tasks.lm.prepare --source /path/to/SlimPajama/{split} --tokenizer {config['tokenizer']} --out DIR"
+
+
+def padded_vocab(vocab_size: int, multiple: int) -> int:
+    """The embedding rows of a tokenizer's vocabulary, rounded up (unused rows are never a target)."""
+    return -(-vocab_size // multiple) * multiple
 
 
 def tokenizer_path(name: str, data_dir: str | Path) -> str:
@@ -173,7 +181,8 @@ class LanguageModellingTask(Task):
             data = open_data(task, run["paths"]["data_dir"], "train")
         except (DataError, ValueError) as err:
             raise ValueError(str(err)) from None
-        return {"model.vocab_size": data.tokenizer["vocab_size"], "model.context_length": task["context_length"]}
+        return {"model.vocab_size": padded_vocab(data.tokenizer["vocab_size"], task["vocab_multiple"]),
+                "model.context_length": task["context_length"]}
 
     @property
     def train(self) -> TokenData:
@@ -201,7 +210,7 @@ class LanguageModellingTask(Task):
 
     @property
     def vocab_size(self) -> int:
-        return int(self.train.tokenizer["vocab_size"])
+        return padded_vocab(int(self.train.tokenizer["vocab_size"]), self.config.vocab_multiple)
 
     @property
     def contexts(self) -> list[int]:

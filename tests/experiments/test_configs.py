@@ -231,3 +231,49 @@ def test_synthetic_experiments_clip_the_recurrent_gradient_and_use_the_standard_
     formal = compose_cfg(tmp_path, "experiment=formal_languages", "model=xlstm_0_1")
     resolve(formal, set())
     assert (formal.model.slstm_bias_init, formal.model.slstm_recurrent_init) == ("powerlaw_blockdependent", "standard")
+
+
+def _resolved_first_point(tmp_path, data_dir, experiment: str, scale: str, **point: str):
+    from experiments.config import resolve
+
+    overrides = {k: v[0] for k, v in grid_points(tmp_path, experiment, scale).items()}
+    overrides.update(point)
+    cfg = compose_cfg(tmp_path, f"experiment={experiment}", f"scale={scale}", f"paths.data_dir={data_dir}",
+                      *(f"{k}={v}" for k, v in overrides.items()))
+    resolve(cfg, set(overrides))
+    return cfg
+
+
+def test_the_language_model_paper_grids_are_the_paper_recipe(tmp_path, lm_data_dir):
+    cfg = _resolved_first_point(tmp_path, lm_data_dir, "slimpajama", "paper", model="xlstm_7_1")
+    assert (cfg.task.context_length, cfg.task.batch_size, cfg.trainer.max_steps) == (2048, 256, 28170)
+    assert (cfg.optim.lr, cfg.optim.warmup_steps, cfg.optim.decay_steps, cfg.optim.min_lr_ratio) == (1e-3, 750, 30000,
+                                                                                                    0.1)
+    assert (list(cfg.optim.betas), cfg.optim.eps, cfg.optim.weight_decay) == ([0.9, 0.95], 1e-5, 0.1)
+    assert cfg.trainer.precision == "bf16-mixed" and cfg.model.vocab_size == 50304  # GPT-2's 50257, padded
+    assert (cfg.model.embedding_dim, cfg.model.num_blocks, cfg.model.num_heads) == (1024, 48, 4)
+    assert not cfg.model.tie_embeddings
+    assert _resolved_first_point(tmp_path, lm_data_dir, "slimpajama", "paper", model="gpt3").model.tie_embeddings
+    # Table 3: Table 7's 300B learning rates, and batch 512 for 300k steps at 1.3B
+    big = _resolved_first_point(tmp_path, lm_data_dir, "slimpajama_300b", "paper", model="xlstm_7_1",
+                                model_size="1.3B")
+    assert (big.optim.lr, big.task.batch_size, big.trainer.max_steps, big.model.embedding_dim) == (5e-4, 512, 300000,
+                                                                                                  2048)
+    small = _resolved_first_point(tmp_path, lm_data_dir, "slimpajama_300b", "paper", model="rwkv4", model_size="125M")
+    assert (small.optim.lr, small.task.batch_size, small.trainer.max_steps) == (6e-4, 256, 600000)
+    long = _resolved_first_point(tmp_path, lm_data_dir, "extrapolation", "paper", model="llama")
+    assert list(long.task.eval_context_lengths) == [4096, 8192, 16384] and long.optim.lr == 1e-3
+
+
+def test_model_size_and_size_settings_refuse_bad_values(tmp_path, lm_data_dir):
+    with pytest.raises(SuiteError, match="model_size: unknown size '3B' for llama"):
+        _resolved_first_point(tmp_path, lm_data_dir, "slimpajama", "paper", model="llama", model_size="3B")
+    from experiments.config import apply_model_size
+
+    cfg = _resolved_first_point(tmp_path, lm_data_dir, "slimpajama", "paper", model="llama")
+    cfg.size_settings = {"nomodel@350M": {"optim.lr": 1.0}}
+    with pytest.raises(SuiteError, match="size_settings\\['nomodel@350M'\\]: keys are '<model glob>@<size>'"):
+        apply_model_size(cfg, set())
+    cfg.size_settings = {"llama@350M": {"optim.nope": 1.0}}
+    with pytest.raises(SuiteError, match="no config key 'optim.nope'"):
+        apply_model_size(cfg, set())

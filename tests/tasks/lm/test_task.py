@@ -12,7 +12,7 @@ import torch
 from tasks import Scored, build_task
 from tasks.lm.data import DataError, window_order, windows_of_step
 from tasks.lm.prepare import prepare
-from tasks.lm.task import LMConfig, LMMetrics, LanguageModellingTask
+from tasks.lm.task import LMConfig, LMMetrics, LanguageModellingTask, padded_vocab
 
 from .test_prepare import write_fixture
 
@@ -151,7 +151,8 @@ def test_data_prepared_with_another_tokenizer_is_refused_in_one_line(data_dir):
         LanguageModellingTask.protocol(run)
     ok = LanguageModellingTask.protocol({"task": {**vars(LMConfig(tokenizer="bytes", context_length=16))},
                                          "paths": {"data_dir": str(data_dir)}})
-    assert ok == {"model.vocab_size": 257, "model.context_length": 16}
+    assert ok == {"model.vocab_size": 320, "model.context_length": 16}  # 257 bytes + EOT, rounded up to 64s
+    assert padded_vocab(50257, 64) == 50304 and padded_vocab(4096, 64) == 4096  # GPT-2 -> the paper's 50304
     with pytest.raises(ValueError, match="no prepared data at"):
         LanguageModellingTask.protocol({"task": {**vars(LMConfig(tokenizer="bytes"))},
                                         "paths": {"data_dir": str(data_dir / "none")}})

@@ -126,7 +126,8 @@ def bench_train(models: list[str], size: str, context: int, batch: int, steps: i
             samples.append(time.perf_counter() - start)
         seconds = statistics.median(samples)
         peak = torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else float("nan")
-        rows.append({"model": name, "size": size, "params_m": round(sum(p.numel() for p in network.parameters()) / 1e6, 3),
+        params = sum(p.numel() for p in network.parameters())
+        rows.append({"model": name, "size": size, "params_m": round(params / 1e6, 3),
                      "context": context, "batch": batch, "precision": precision, "step_s": round(seconds, 4),
                      "tokens_per_s": round(batch * context / seconds), "peak_cuda_mb": round(peak, 1), **_label()})
         print(rows[-1], flush=True)

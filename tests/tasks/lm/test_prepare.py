@@ -62,6 +62,15 @@ def test_gpt2_has_the_canonical_ids_and_bytes_round_trip():
     assert b.encode_batch(["hé"]) == [[104, 195, 169]] and b.decode([104, 195, 169]) == "hé"
 
 
+def test_a_hub_tokenizer_offline_is_one_line(monkeypatch):
+    from tasks.lm.tokenizers import TokenizerError
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(TokenizerError, match="cannot load tokenizer 'hf:EleutherAI/gpt-neox-20b'") as err:
+        load_tokenizer("hf:EleutherAI/gpt-neox-20b")
+    assert "\n" not in str(err.value)
+
+
 def test_a_trained_bpe_round_trips_and_has_an_end_of_text(tmp_path):
     path = train_bpe(["the cat sat on the mat " * 20, "memory and gates " * 20], 300, tmp_path / "tok.json")
     tok = load_tokenizer(str(path))

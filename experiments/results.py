@@ -27,7 +27,8 @@ NOT_IN_RUN_ID = ("logger", "paths", "resume", "model_settings", "size_settings",
                  "trainer.log_every_n_steps",
                  "trainer.checkpoint_every_n_steps", "trainer.enable_progress_bar", "trainer.progress_interval_s",
                  "trainer.detect_anomaly", "trainer.activation_checkpointing", "trainer.compile",
-                 "trainer.fsdp_sharding", "task.num_workers")
+                 "trainer.fsdp_sharding", "task.num_workers",
+                 "task.vocab_multiple")  # its effect is model.vocab_size, which the task's protocol sets
 
 # Keys every record has; a JSON file under runs/ without them is not a record of this suite.
 RECORD_KEYS = ("run_id", "experiment", "status", "task", "model", "scale", "seed", "lr", "steps", "metrics", "config",

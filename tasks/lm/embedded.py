@@ -11,9 +11,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from .prepare import PrepareError, prepare
-from .sources import SourceError, documents
-from .tokenizers import TokenizerError, train_bpe
+from .prepare import prepare, report_errors
+from .sources import documents
+from .tokenizers import train_bpe
 
 
 def build(out: Path, vocab_size: int = 4096) -> Path:
@@ -30,12 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("data/lm_local"))
     parser.add_argument("--vocab-size", type=int, default=4096)
     args = parser.parse_args(argv)
-    try:
-        build(args.out, args.vocab_size)
-    except (SourceError, TokenizerError, PrepareError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    return report_errors(lambda: build(args.out, args.vocab_size))
 
 
 if __name__ == "__main__":

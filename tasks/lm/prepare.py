@@ -204,7 +204,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tasks.lm.prepare", description=__doc__.split("\n\n")[0])
     parser.add_argument("--source", required=True, help="local files or folders, embedded:wikipedia/<split>, or a "
                         "hub dataset id[:split]")
-    parser.add_argument("--tokenizer", required=True, help="gpt2, bytes, or the path of a tokenizer.json")
+    parser.add_argument("--tokenizer", required=True, help="gpt2, bytes, hf:<repo id>, or the path of a "
+                        "tokenizer.json")
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--max-tokens", type=int, default=None, help="stop after this many tokens")
     parser.add_argument("--workers", type=int, default=1, help="tokenizing processes (the output does not change)")
@@ -213,8 +214,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.workers < 1 or args.shard_tokens < 1 or (args.max_tokens is not None and args.max_tokens < 1):
         print("error: --workers, --shard-tokens and --max-tokens must be >= 1", file=sys.stderr)
         return 2
+    return report_errors(lambda: prepare(args.source, args.tokenizer, args.out, args.max_tokens, args.workers,
+                                         args.shard_tokens))
+
+
+def report_errors(action) -> int:
+    """Run a command's action: a user error (bad source, tokenizer or data) ends in one line on stderr, status 2."""
     try:
-        prepare(args.source, args.tokenizer, args.out, args.max_tokens, args.workers, args.shard_tokens)
+        action()
     except (SourceError, TokenizerError, PrepareError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -46,6 +46,13 @@ def _best(runs: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     return table
 
 
+def _color(label: str) -> str:
+    """One colour per model across every panel: the model's place in the paper's row order."""
+    order = [model_label(name) for name in MODELS]
+    base = label.split(" [")[0]
+    return f"C{order.index(base) % 10}" if base in order else "C9"
+
+
 def _paper(paper_dir: Path, name: str) -> pd.DataFrame:
     path = paper_dir / name
     return pd.read_csv(path) if path.exists() else pd.DataFrame()
@@ -58,8 +65,9 @@ def _curves(records: list[dict], path: Path, title: str) -> None:
         curve = [p for p in r.get("curve") or [] if "ppl" in p]
         if r["status"] == "finished" and curve:
             size = r["config"].get("model_size")
-            ax.plot([p["tokens"] for p in curve], [p["ppl"] for p in curve], marker=".",
-                    label=model_label(r["model"]) + (f" {size}" if size else ""))
+            label = model_label(r["model"])
+            ax.plot([p["tokens"] for p in curve], [p["ppl"] for p in curve], marker=".", color=_color(label),
+                    label=label + (f" {size}" if size else ""))
     ax.set_yscale("log")
     ax.set_xlabel("tokens seen")
     ax.set_ylabel("validation perplexity")
@@ -148,7 +156,7 @@ def _scaling_plot(table: pd.DataFrame, paper: pd.DataFrame, scale: str, path: Pa
     for ax, data, title in panels:
         for label in dict.fromkeys(data.model_label):
             line = data[data.model_label == label].sort_values("params")
-            ax.plot(line.params, line.ppl, marker="o", label=label)
+            ax.plot(line.params, line.ppl, marker="o", label=label, color=_color(label))
         ax.set_xscale("log")
         ax.set_xlabel("parameters (M)")
         ax.set_ylabel("validation perplexity")
@@ -197,7 +205,7 @@ def _extrapolation_plot(table: pd.DataFrame, records: list[dict], lengths: list[
     fig, (left, right) = panel_grid(2, 2, (4.8, 3.6))
     for label in dict.fromkeys(table.model_label):
         line = table[table.model_label == label].sort_values("length")
-        left.plot(line.length, line.ppl_mean, marker="o", label=label)
+        left.plot(line.length, line.ppl_mean, marker="o", label=label, color=_color(label))
     longest = lengths[-1]
     for r in sorted(records, key=lambda r: model_sort_key(r["model"])):
         if r["status"] != "finished":
@@ -205,7 +213,8 @@ def _extrapolation_plot(table: pd.DataFrame, records: list[dict], lengths: list[
         buckets = sorted((int(k.split("/pos")[1]), v) for k, v in r["metrics"]["val"].items()
                          if k.startswith(f"nll@{longest}/pos"))
         if buckets:
-            right.plot([b for b, _ in buckets], [v for _, v in buckets], marker=".", label=model_label(r["model"]))
+            right.plot([b for b, _ in buckets], [v for _, v in buckets], marker=".", label=model_label(r["model"]),
+                       color=_color(model_label(r["model"])))
     for ax in (left, right):
         ax.set_xscale("log", base=2)
         ax.legend(fontsize=7)

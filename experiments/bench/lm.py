@@ -130,7 +130,6 @@ def bench_train(models: list[str], size: str, context: int, batch: int, steps: i
         rows.append({"model": name, "size": size, "params_m": round(params / 1e6, 3),
                      "context": context, "batch": batch, "precision": precision, "step_s": round(seconds, 4),
                      "tokens_per_s": round(batch * context / seconds), "peak_cuda_mb": round(peak, 1), **_label()})
-        print(rows[-1], flush=True)
         del network, optimizer
     return rows
 

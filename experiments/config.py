@@ -14,7 +14,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
-CHECKED_GROUPS = ("experiment", "model", "task", "scale", "trainer", "optim", "logger")
+CHECKED_GROUPS = ("experiment", "model", "task", "scale", "trainer", "optim", "logger", "variant")
 
 
 class SuiteError(Exception):
@@ -22,7 +22,9 @@ class SuiteError(Exception):
 
 
 def options(group: str) -> list[str]:
-    return sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
+    """A group's option names; nested groups (``variant``) as ``folder/name``."""
+    folder = CONFIG_DIR / group
+    return sorted(p.relative_to(folder).with_suffix("").as_posix() for p in folder.rglob("*.yaml"))
 
 
 def split_argv(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:

@@ -49,7 +49,9 @@ def run_id(cfg: DictConfig) -> str:
     for key in NOT_IN_RUN_ID:
         drop_key(tree, key)
     digest = hashlib.sha256(json.dumps(tree, sort_keys=True).encode()).hexdigest()[:8]
-    return f"{cfg.task.name}__{cfg.model.name}__lr{cfg.optim.lr:g}__s{cfg.seed}__{digest}"
+    variant = cfg.get("variant")
+    named = f"{cfg.model.name}__{variant.split('/')[-1]}" if variant else cfg.model.name
+    return f"{cfg.task.name}__{named}__lr{cfg.optim.lr:g}__s{cfg.seed}__{digest}"
 
 
 def experiment_dir(results_dir: str | Path, experiment: str | None, scale: str) -> Path:

@@ -141,6 +141,7 @@ class TrainConfig:
     # a paper size (125M | 350M | 760M | 1.3B | 2.7B): the model's dims from xlstm.sizes, then the matching
     # size_settings {"<model glob>@<size>": {dotted key: value}} (per-size learning rates, batch, steps)
     model_size: Optional[str] = None
+    variant: Optional[str] = None  # the configs/variant/<experiment>/<name>.yaml a point runs (an ablation's row)
     size_settings: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
     resume: bool = False

@@ -47,6 +47,11 @@ CPU_SIZES: dict[str, dict[str, dict]] = {
     "xlstm": _cpu_ladder(4, lambda d: 4), "mamba": _cpu_ladder(4, lambda d: 1),
     "llama": _cpu_ladder(2, lambda d: d // 32), "gpt3": _cpu_ladder(2, lambda d: d // 32),
     "rwkv4": _cpu_ladder(2, lambda d: 1),
+    # Table 2 (top): the vanilla LSTM is 1.5x wider than the others at 350M (1536 vs 1024, 24 layers); the LSTM block
+    # stack has the Transformers' block count with a non-gated feed-forward x4
+    "lstm": {f"w{d}": {"embedding_dim": d * 3 // 2, "num_blocks": 2, "num_heads": 1} for d in (64, 128, 192)},
+    "lstm_block": {name: {**dims, "num_heads": 1, "ffn_gated": False, "ffn_proj_factor": 4.0}
+                   for name, dims in _cpu_ladder(2, lambda d: 1).items()},
 }
 
 

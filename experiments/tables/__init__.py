@@ -172,13 +172,15 @@ def cell(mean: float, std: float, paper: float | None = None, seeds: int = 2, di
 
 
 def _tables() -> dict[str, Callable[[list[dict], Path], Artefact]]:
+    from .ablations import ablation_gates, ablation_lstm_to_xlstm, ablation_mlstm_block
     from .formal_languages import formal_languages
     from .language_modelling import extrapolation, slimpajama, slimpajama_300b
     from .mqar import mqar, mqar_extrapolation, mqar_long
 
     return {"formal_languages": formal_languages, "mqar": mqar, "mqar_long": mqar_long,
             "mqar_extrapolation": mqar_extrapolation, "slimpajama": slimpajama, "slimpajama_300b": slimpajama_300b,
-            "extrapolation": extrapolation}
+            "extrapolation": extrapolation, "ablation_lstm_to_xlstm": ablation_lstm_to_xlstm,
+            "ablation_gates": ablation_gates, "ablation_mlstm_block": ablation_mlstm_block}
 
 
 def table_builder(experiment: str) -> Callable[[list[dict], Path], Artefact]:

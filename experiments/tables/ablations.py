@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import Artefact, best_by_validation, cell, panel_grid, provenance, save_figure, scale_of
+from . import Artefact, best_by_validation, cell, provenance, scale_of
+from .language_modelling import plot_curves
 
 # variant -> its row in the paper's CSV (same order)
 ROWS = {
@@ -91,18 +92,10 @@ def ablation_table(records: list[dict], paper_dir: Path, experiment: str) -> Art
 
 
 def _curves(records: list[dict], order: list[str], path: Path, title: str) -> None:
-    fig, (ax,) = panel_grid(1, 1, (6.0, 4.0))
-    for r in sorted(records, key=lambda r: order.index(_name(r)) if _name(r) in order else len(order)):
-        curve = [p for p in r.get("curve") or [] if "ppl" in p and np.isfinite(p["ppl"])]
-        if curve:
-            ax.plot([p["tokens"] for p in curve], [p["ppl"] for p in curve], marker=".", label=_name(r),
-                    color=f"C{order.index(_name(r)) % 10}" if _name(r) in order else "C9")
-    ax.set_yscale("log")
-    ax.set_xlabel("tokens seen")
-    ax.set_ylabel("validation perplexity")
-    ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7)
-    save_figure(fig, path)
+    def place(r: dict) -> int:
+        return order.index(_name(r)) if _name(r) in order else len(order)
+
+    plot_curves(records, path, title, label_of=lambda r: (_name(r), f"C{place(r) % 10}"), sort_key=place)
 
 
 ablation_lstm_to_xlstm = partial(ablation_table, experiment="ablation_lstm_to_xlstm")

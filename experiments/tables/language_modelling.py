@@ -58,16 +58,21 @@ def _paper(paper_dir: Path, name: str) -> pd.DataFrame:
     return pd.read_csv(path) if path.exists() else pd.DataFrame()
 
 
-def _curves(records: list[dict], path: Path, title: str) -> None:
-    """Validation perplexity against tokens seen, one line per finished run."""
+def _run_label(record: dict) -> tuple[str, str]:
+    """(legend label, colour) of a language-model run: the model, with its size where the grid has several."""
+    label, size = model_label(record["model"]), record["config"].get("model_size")
+    return label + (f" {size}" if size else ""), _color(label)
+
+
+def plot_curves(records: list[dict], path: Path, title: str, label_of=_run_label, sort_key=None) -> None:
+    """Validation perplexity against tokens seen, one line per run that has a curve; ``label_of(record)`` gives
+    each line's (label, colour)."""
     fig, (ax,) = panel_grid(1, 1, (6.0, 4.0))
-    for r in sorted(records, key=lambda r: (model_sort_key(r["model"]), r["params"])):
-        curve = [p for p in r.get("curve") or [] if "ppl" in p]
-        if r["status"] == "finished" and curve:
-            size = r["config"].get("model_size")
-            label = model_label(r["model"])
-            ax.plot([p["tokens"] for p in curve], [p["ppl"] for p in curve], marker=".", color=_color(label),
-                    label=label + (f" {size}" if size else ""))
+    for r in sorted(records, key=sort_key or (lambda r: (model_sort_key(r["model"]), r["params"]))):
+        curve = [p for p in r.get("curve") or [] if np.isfinite(p.get("ppl", np.nan))]
+        if curve:
+            label, color = label_of(r)
+            ax.plot([p["tokens"] for p in curve], [p["ppl"] for p in curve], marker=".", color=color, label=label)
     ax.set_yscale("log")
     ax.set_xlabel("tokens seen")
     ax.set_ylabel("validation perplexity")
@@ -104,7 +109,7 @@ def slimpajama(records: list[dict], paper_dir: Path) -> Artefact:
                      f"{row.tokens_seen_mean:,.0f} | {row.tokens_per_s_mean:,.0f} | {row.peak_memory_mb_mean:,.0f} |")
     if table.diverged.any():
         lines += ["", DIVERGED_NOTE]
-    figures = {"curves.png": lambda path: _curves(records, path, "Validation perplexity during training")}
+    figures = {"curves.png": lambda path: plot_curves(records, path, "Validation perplexity during training")}
     return Artefact(table.reset_index(drop=True), "\n".join(lines) + "\n", figures)
 
 
@@ -143,7 +148,7 @@ def slimpajama_300b(records: list[dict], paper_dir: Path) -> Artefact:
     if table.diverged.any():
         lines += ["", DIVERGED_NOTE]
     figures = {"scaling.png": lambda path: _scaling_plot(table, paper, scale_of(records), path),
-               "curves.png": lambda path: _curves(records, path, "Validation perplexity during training")}
+               "curves.png": lambda path: plot_curves(records, path, "Validation perplexity during training")}
     return Artefact(table, "\n".join(lines) + "\n", figures)
 
 

@@ -111,6 +111,10 @@ class ProgressLog(L.Callback):
                       f"{rate:.2f} steps/s, {eta / 60:.1f} min left")
 
 
+def cuda_in_use() -> bool:
+    return torch.cuda.is_available() and torch.cuda.is_initialized()
+
+
 def resident_mb() -> float:
     """This process's resident set size now (Linux /proc; elsewhere the process's peak so far)."""
     try:
@@ -134,7 +138,7 @@ class TrainingLog(L.Callback):
         self._t0, self._peak_rss = 0.0, 0.0
 
     def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        if torch.cuda.is_available() and torch.cuda.is_initialized():
+        if cuda_in_use():
             torch.cuda.reset_peak_memory_stats()
 
     def state_dict(self) -> dict[str, Any]:
@@ -149,7 +153,7 @@ class TrainingLog(L.Callback):
 
     def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, outputs: Any, batch: Any,
                            *args: Any) -> None:
-        if torch.cuda.is_available() and torch.cuda.is_initialized():
+        if cuda_in_use():
             torch.cuda.synchronize()
         self.train_seconds += time.perf_counter() - self._t0
         self.tokens += batch["tokens"].numel() * trainer.world_size  # every rank reads an equal share
@@ -165,7 +169,7 @@ class TrainingLog(L.Callback):
 
     def summary(self) -> dict[str, Any]:
         rate = self.tokens / self.train_seconds if self.train_seconds > 0 else 0.0
-        cuda = torch.cuda.is_available() and torch.cuda.is_initialized()
+        cuda = cuda_in_use()
         peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else self._peak_rss
         return {"tokens_seen": self.tokens, "train_seconds": round(self.train_seconds, 2),
                 "tokens_per_s": round(rate, 1), "peak_memory_mb": round(peak, 1),

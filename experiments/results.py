@@ -75,6 +75,12 @@ def git_commit() -> tuple[str, bool]:
         return "unknown", False
 
 
+def commit_label() -> str:
+    """The checkout's commit as benchmarks and tables print it: 10 hex digits, "+dirty" when the tree was."""
+    commit, dirty = git_commit()
+    return commit[:10] + ("+dirty" if dirty else "")
+
+
 def hardware() -> str:
     import torch
 

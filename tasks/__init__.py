@@ -7,13 +7,8 @@ from pathlib import Path
 from .base import IGNORE, InfeasibleSetting, SyntheticTask, Task, TaskConfig
 from .formal import LANGUAGES, FormalLanguageTask
 from .heads import Scored
-from .lm.task import LanguageModellingTask, LMConfig, SlimPajamaConfig
+from .lm.task import LanguageModellingTask, SlimPajamaTask
 from .mqar import MQARTask
-
-
-class SlimPajamaTask(LanguageModellingTask):
-    config_class = SlimPajamaConfig
-
 
 TASKS: dict[str, type[Task]] = {**{name: FormalLanguageTask for name in LANGUAGES}, "mqar": MQARTask,
                                 "slimpajama": SlimPajamaTask, "lm_local": LanguageModellingTask}

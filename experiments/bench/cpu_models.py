@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 import xlstm
-from experiments.results import ROOT, git_commit, hardware
+from experiments.results import ROOT, commit_label, hardware
 
 from .timing import time_lm
 
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=str(ROOT / "results" / "kernels" / "cpu_models.csv"))
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
-    commit, dirty = git_commit()
+    commit = commit_label()
     rows = []
     for arch, blocks in MODELS:
         for ctx in a.ctx:
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
                 row = {"arch": arch, "blocks": blocks, "dim": DIM, "ctx": ctx, "batch": 1, "impl": impl,
                        "fwd_s": round(r["fwd_s"], 4), "fwd_bwd_s": round(r["fwd_bwd_s"], 4),
                        "tokens_per_s_fwd_bwd": round(ctx / r["fwd_bwd_s"], 1), "params": r["params"],
-                       "threads": a.threads, "hardware": hardware(), "commit": commit[:10] + ("+dirty" if dirty else "")}
+                       "threads": a.threads, "hardware": hardware(), "commit": commit}
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     out = Path(a.out)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from experiments.results import ROOT, git_commit, hardware
+from experiments.results import ROOT, commit_label, hardware
 
 OUT = ROOT / "results" / "lm"
 TABLE1_MODELS = ["gpt3", "llama", "mamba", "rwkv4", "xlstm_1_0", "xlstm_7_1"]
@@ -40,8 +40,7 @@ def _append(path: Path, rows: list[dict]) -> None:
 
 
 def _label() -> dict:
-    commit, dirty = git_commit()
-    return {"hardware": hardware(), "commit": commit[:10] + ("+dirty" if dirty else "")}
+    return {"hardware": hardware(), "commit": commit_label()}
 
 
 def as_slimpajama_file(source: str, folder: Path) -> str:
@@ -61,12 +60,20 @@ def as_slimpajama_file(source: str, folder: Path) -> str:
 
 
 def bench_prepare(source: str, tokenizer_name: str, workers: list[int], chunk_docs: int = 64) -> list[dict]:
+    """An embedded corpus is timed as a SlimPajama-format file written to a temporary folder."""
+    if not source.startswith("embedded:"):
+        return bench_prepare_file(source, tokenizer_name, workers, chunk_docs, origin=source)
+    with tempfile.TemporaryDirectory() as folder:
+        return bench_prepare_file(as_slimpajama_file(source, Path(folder)), tokenizer_name, workers, chunk_docs,
+                                  origin=source)
+
+
+def bench_prepare_file(source: str, tokenizer_name: str, workers: list[int], chunk_docs: int, origin: str
+                       ) -> list[dict]:
     from tasks.lm.prepare import prepare
     from tasks.lm.sources import documents
     from tasks.lm.tokenizers import load_tokenizer
 
-    folder = Path(tempfile.mkdtemp())
-    origin, source = source, as_slimpajama_file(source, folder) if source.startswith("embedded:") else source
     texts = [d.text for d in documents(source)]
     tokenizer = load_tokenizer(tokenizer_name)
     start = time.perf_counter()
@@ -85,12 +92,42 @@ def bench_prepare(source: str, tokenizer_name: str, workers: list[int], chunk_do
     return [{**row, **label} for row in rows]
 
 
-def bench_train(models: list[str], size: str, context: int, batch: int, steps: int, precision: str,
-                vocab: int) -> list[dict]:
+def median_step_seconds(network, vocab: int, batch: int, context: int, steps: int, dtype: torch.dtype) -> float:
+    """Median seconds of one full optimizer step (forward, cross-entropy, backward, AdamW) on random tokens, after
+    one warm-up step (kernel compilation, allocator)."""
     import torch.nn.functional as F
 
-    import xlstm
     from experiments.module import weight_decay_groups
+
+    device = next(network.parameters()).device.type
+    optimizer = torch.optim.AdamW(weight_decay_groups(network, 0.1), lr=1e-4, betas=(0.9, 0.95), eps=1e-5)
+    tokens = torch.randint(0, vocab, (batch, context + 1), device=device)
+    data = {"tokens": tokens[:, :-1], "targets": tokens[:, 1:]}
+
+    def step() -> None:
+        with torch.autocast(device, dtype=dtype, enabled=dtype != torch.float32):
+            scored = network.score(data)
+            loss = F.cross_entropy(scored.logits.float(), scored.targets)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    step()
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    samples = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        step()
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples)
+
+
+def bench_train(models: list[str], size: str, context: int, batch: int, steps: int, precision: str,
+                vocab: int) -> list[dict]:
+    import xlstm
     from tasks.heads import TokenClassifier
     from xlstm.sizes import paper_size
 
@@ -102,35 +139,12 @@ def bench_train(models: list[str], size: str, context: int, batch: int, steps: i
         fields = {**paper_size(spec.family, size), "vocab_size": vocab, "context_length": context}
         config = spec.backbone.config_class(name=name, **spec.defaults, **fields)
         network = TokenClassifier(xlstm.build_backbone(config)).to(device)
-        optimizer = torch.optim.AdamW(weight_decay_groups(network, 0.1), lr=1e-4, betas=(0.9, 0.95), eps=1e-5)
-        tokens = torch.randint(0, vocab, (batch, context + 1), device=device)
-        batch_dict = {"tokens": tokens[:, :-1], "targets": tokens[:, 1:]}
-
-        def step():
-            with torch.autocast(device, dtype=dtype, enabled=dtype != torch.float32):
-                scored = network.score(batch_dict)
-                loss = F.cross_entropy(scored.logits.float(), scored.targets)
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            if device == "cuda":
-                torch.cuda.synchronize()
-
-        step()  # warm-up (kernel compilation, allocator)
-        if device == "cuda":
-            torch.cuda.reset_peak_memory_stats()
-        samples = []
-        for _ in range(steps):
-            start = time.perf_counter()
-            step()
-            samples.append(time.perf_counter() - start)
-        seconds = statistics.median(samples)
+        seconds = median_step_seconds(network, vocab, batch, context, steps, dtype)
         peak = torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else float("nan")
         params = sum(p.numel() for p in network.parameters())
         rows.append({"model": name, "size": size, "params_m": round(params / 1e6, 3),
                      "context": context, "batch": batch, "precision": precision, "step_s": round(seconds, 4),
                      "tokens_per_s": round(batch * context / seconds), "peak_cuda_mb": round(peak, 1), **_label()})
-        del network, optimizer
     return rows
 
 

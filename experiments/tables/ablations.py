@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from . import Artefact, best_by_validation, cell, provenance, scale_of
-from .language_modelling import plot_curves
+from .language_modelling import plot_curves, run_rows, variant_row
 
 # variant -> its row in the paper's CSV (same order)
 ROWS = {
@@ -32,29 +32,11 @@ GATE_COLUMNS = ["fg_input_dependent", "fg_learnable_bias", "fg_bias_init", "ig_i
                 "ig_bias_init"]
 
 
-def _name(record: dict) -> str:
-    return (record["config"].get("variant") or "").split("/")[-1]
-
-
-def _runs(records: list[dict]) -> pd.DataFrame:
-    rows = []
-    for r in records:
-        if r["status"] == "infeasible":
-            continue
-        finished = r["status"] == "finished"
-        val, test = (r["metrics"]["val"], r["metrics"]["test"]) if finished else ({}, {})
-        rows.append({"variant": _name(r), "model": r["model"], "lr": r["lr"], "seed": r["seed"],
-                     "val": val.get("ppl", np.nan), "test_ppl": test.get("ppl", np.nan),
-                     "params_m": r["params"] / 1e6,
-                     "tokens_per_s": (r.get("throughput") or {}).get("tokens_per_s", np.nan)})
-    return pd.DataFrame(rows)
-
-
 def ablation_table(records: list[dict], paper_dir: Path, experiment: str) -> Artefact:
     csv_name, label_column, order = ROWS[experiment]
     paper = pd.read_csv(paper_dir / csv_name).rename(columns={label_column: "row_label"})
     paper["variant_key"] = order[:len(paper)]
-    runs = _runs(records)
+    runs = run_rows(records).assign(variant=lambda runs: runs.row)
     # params and tokens/s are properties of the run, not scores: a diverged run still has them
     table = best_by_validation(runs, ["variant"], higher_is_better=False, report=("test_ppl",))
     extra = runs.groupby("variant")[["params_m", "tokens_per_s", "model"]].first()
@@ -93,9 +75,9 @@ def ablation_table(records: list[dict], paper_dir: Path, experiment: str) -> Art
 
 def _curves(records: list[dict], order: list[str], path: Path, title: str) -> None:
     def place(r: dict) -> int:
-        return order.index(_name(r)) if _name(r) in order else len(order)
+        return order.index(variant_row(r)) if variant_row(r) in order else len(order)
 
-    plot_curves(records, path, title, label_of=lambda r: (_name(r), f"C{place(r) % 10}"), sort_key=place)
+    plot_curves(records, path, title, label_of=lambda r: (variant_row(r), f"C{place(r) % 10}"), sort_key=place)
 
 
 ablation_lstm_to_xlstm = partial(ablation_table, experiment="ablation_lstm_to_xlstm")

@@ -22,8 +22,14 @@ AXES = ["model.name", "model_size"]
 EXTRA = ("test_ppl", "tokens_seen", "tokens_per_s", "peak_memory_mb", "params_m")
 
 
-def _runs(records: list[dict], eval_key: str = "ppl") -> pd.DataFrame:
-    """One row per run: its size, parameters, validation perplexity (``val``), test perplexity, throughput."""
+def variant_row(record: dict) -> str:
+    """The ablation row a record ran (``config.variant``'s last part; "" for none)."""
+    return (record["config"].get("variant") or "").split("/")[-1]
+
+
+def run_rows(records: list[dict], eval_key: str = "ppl") -> pd.DataFrame:
+    """One row per run: its size, ablation row, parameters, validation perplexity (``val``), test perplexity,
+    throughput."""
     rows = []
     for r, variant in zip(records, variants(records, AXES)):
         if r["status"] == "infeasible":
@@ -31,7 +37,8 @@ def _runs(records: list[dict], eval_key: str = "ppl") -> pd.DataFrame:
         finished = r["status"] == "finished"
         val, test = (r["metrics"]["val"], r["metrics"]["test"]) if finished else ({}, {})
         throughput = r.get("throughput") or {}
-        rows.append({"model": r["model"], "variant": variant, "size": r["config"].get("model_size") or "",
+        rows.append({"model": r["model"], "variant": variant, "row": variant_row(r),
+                     "size": r["config"].get("model_size") or "",
                      "lr": r["lr"], "seed": r["seed"], "val": val.get(eval_key, np.nan),
                      "test_ppl": test.get(eval_key, np.nan), "params_m": r["params"] / 1e6,
                      **{k: throughput.get(k, np.nan) for k in ("tokens_seen", "tokens_per_s", "peak_memory_mb")}})
@@ -83,7 +90,7 @@ def plot_curves(records: list[dict], path: Path, title: str, label_of=_run_label
 
 def slimpajama(records: list[dict], paper_dir: Path) -> Artefact:
     """Table 1: one row per model of the paper's table (and per registered model), ours beside the paper's."""
-    table = _best(_runs(records), ["model", "variant"]).sort_values("order").drop(columns="order")
+    table = _best(run_rows(records), ["model", "variant"]).sort_values("order").drop(columns="order")
     paper = _paper(paper_dir, "table1_slimpajama15b.csv")
     registered = {model_label(name) for name in MODELS}
     ours_by_label = {label: row for label, row in zip(table.model_label, table.itertuples())}
@@ -115,7 +122,7 @@ def slimpajama(records: list[dict], paper_dir: Path) -> Artefact:
 
 def slimpajama_300b(records: list[dict], paper_dir: Path) -> Artefact:
     """Table 3 and Figure 8: models x sizes; the plot is validation perplexity against parameters."""
-    table = _best(_runs(records), ["model", "variant", "size"])
+    table = _best(run_rows(records), ["model", "variant", "size"])
     table = table.sort_values(["order", "params_m_mean"]).drop(columns="order").reset_index(drop=True)
     paper = _paper(paper_dir, "table3_slimpajama300b.csv")
     sizes = list(dict.fromkeys(table.sort_values("params_m_mean")["size"]))
@@ -178,8 +185,8 @@ def extrapolation(records: list[dict], paper_dir: Path) -> Artefact:
     train = sorted({r["config"]["task"]["context_length"] for r in finished})
     per_length = []
     for length in lengths:
-        runs = _runs(records, f"ppl@{length}").assign(length=length)
-        choose = _runs(records, f"ppl@{train[0]}")["val"] if train else runs["val"]
+        runs = run_rows(records, f"ppl@{length}").assign(length=length)
+        choose = run_rows(records, f"ppl@{train[0]}")["val"] if train else runs["val"]
         per_length.append(runs.assign(val=choose, ppl=runs["val"]))  # lr chosen at the training context
     runs = pd.concat(per_length, ignore_index=True)
     table = best_by_validation(runs, ["model", "variant", "length"], higher_is_better=False,

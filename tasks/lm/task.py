@@ -277,3 +277,9 @@ class LanguageModellingTask(Task):
             window = self.train.window(int(w), length)
             yield {"task": self.config.name, "length": int(length), "input": tokenizer.decode(window[:-1].tolist()),
                    "target": tokenizer.decode(window[1:].tolist())}
+
+
+class SlimPajamaTask(LanguageModellingTask):
+    """The same task with SlimPajama's defaults (GPT-2 tokenizer, data under ``slimpajama/``)."""
+
+    config_class = SlimPajamaConfig

@@ -173,6 +173,31 @@ def apply_model_settings(cfg: DictConfig, explicit: set[str]) -> list[str]:
     return applied
 
 
+def apply_task_settings(cfg: DictConfig, explicit: set[str]) -> list[str]:
+    """Write the experiment's ``task_settings`` {"<task glob>": {dotted key: value}} whose glob matches this run's
+    task (e.g. the model width of the MQAR half of a study that also models language); keys the command line set
+    keep their value. Every glob must name a registered task and every key must exist."""
+    from tasks import TASKS
+
+    applied = []
+    for pattern, settings in (cfg.get("task_settings") or {}).items():
+        if not any(fnmatch.fnmatchcase(name, pattern) for name in TASKS):
+            raise SuiteError(f"task_settings[{pattern!r}] matches no task; tasks: {', '.join(TASKS)}")
+        if not fnmatch.fnmatchcase(cfg.task.name, pattern):
+            continue
+        for key, value in settings.items():
+            if key in explicit:
+                continue
+            if OmegaConf.select(cfg, key, default="<missing>") == "<missing>":
+                raise SuiteError(f"task_settings[{pattern!r}]: no config key {key!r}")
+            try:
+                OmegaConf.update(cfg, key, value)
+            except Exception as err:
+                raise SuiteError(f"task_settings[{pattern!r}].{key}: {_lines(err)}") from None
+            applied.append(f"{key}={value}")
+    return applied
+
+
 def apply_model_size(cfg: DictConfig, explicit: set[str]) -> list[str]:
     """``model_size=350M``: the paper's dims of this model's family at that size (``xlstm.sizes``; vocabulary and
     context come from the task), then the experiment's ``size_settings`` whose "<model glob>@<size>" key matches
@@ -270,6 +295,7 @@ def resolve(cfg: DictConfig, explicit: set[str], choices: dict[str, str] | None 
     and the task's protocol, validates every value. Returns notes on what the protocol changed."""
     check_unknown_keys(cfg)
     check_choices(cfg, choices)
+    apply_task_settings(cfg, explicit)
     apply_model_settings(cfg, explicit)
     apply_model_size(cfg, explicit)
     changed = apply_protocol(cfg)

@@ -62,6 +62,17 @@ def warmup_cosine(optim: OptimConfig, max_steps: int) -> Callable[[int], float]:
     return multiplier
 
 
+def diagnostics(network: nn.Module) -> dict[str, float]:
+    """What layers track while training (``module.diagnostics() -> {name: value}``, e.g. the mLSTM input gate's
+    largest pre-activation), the maximum over layers; reported with each evaluation."""
+    out: dict[str, float] = {}
+    for module in network.modules():
+        if module is not network and callable(getattr(module, "diagnostics", None)):
+            for name, value in module.diagnostics().items():
+                out[name] = max(out.get(name, float("-inf")), value)
+    return {k: v for k, v in out.items() if math.isfinite(v)}
+
+
 class SequenceModule(L.LightningModule):
     """Trains ``network.score(batch)`` (logits and targets of the scored items) with cross-entropy."""
 
@@ -100,6 +111,7 @@ class SequenceModule(L.LightningModule):
         metrics, loss = getattr(self, f"{split}_metrics"), getattr(self, f"{split}_loss")
         values = {k: float(v) for k, v in metrics.compute().items()}
         values["loss"] = float(loss.compute())
+        values.update(diagnostics(self.network))
         metrics.reset()
         loss.reset()
         self.final_metrics[split] = values

@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 ROOT = Path(__file__).resolve().parent.parent
 
 # Config keys that do not change a run's numbers; they stay out of the run id.
-NOT_IN_RUN_ID = ("logger", "paths", "resume", "model_settings", "size_settings", "scale.allow_cpu",
+NOT_IN_RUN_ID = ("logger", "paths", "resume", "model_settings", "size_settings", "task_settings", "scale.allow_cpu",
                  "trainer.accelerator", "trainer.devices", "trainer.strategy", "trainer.num_nodes",
                  "trainer.log_every_n_steps",
                  "trainer.checkpoint_every_n_steps", "trainer.enable_progress_bar", "trainer.progress_interval_s",

@@ -143,6 +143,9 @@ class TrainConfig:
     model_size: Optional[str] = None
     variant: Optional[str] = None  # the configs/variant/<experiment>/<name>.yaml a point runs (an ablation's row)
     size_settings: dict[str, Any] = field(default_factory=dict)
+    # settings an experiment needs for some tasks only (a study over language modelling and MQAR):
+    # {glob over task names: {dotted key: value}}, applied before model_settings and model_size
+    task_settings: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
     resume: bool = False
 

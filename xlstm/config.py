@@ -12,6 +12,8 @@ from typing import Optional
 
 SLSTM_BIAS_INITS = ("powerlaw_blockdependent", "small_init", "zeros", "standard")  # the official code's options
 SLSTM_RECURRENT_INITS = ("zeros", "standard")
+STABILIZERS, NORMALIZERS = ("max", "none"), ("max", "abs", "one")  # kernels.mlstm.variants (no torch import here)
+GATE_ACTIVATIONS = ("exp", "sigmoid")
 
 
 def require(condition: bool, key: str, rule: str, value) -> None:
@@ -86,9 +88,13 @@ class xLSTMConfig(FeedForwardConfig, BackboneConfig):
     mlstm_proj_round_to: int = 64  # inner width = proj_factor * D rounded up to a multiple of this (official code)
     mlstm_conv_kernel: int = 4  # 0 = no convolution (Table 8)
     mlstm_qkv_block_size: int = 4
-    mlstm_backend: str = "auto"  # see kernels.mlstm.BACKENDS
+    mlstm_backend: str = "auto"  # see kernels.mlstm.BACKENDS; "variant--torch" = the switchable form below
     mlstm_chunk_size: int = 64
     mlstm_eps: float = 1e-6
+    # memory ablations (kernels.mlstm.variants): stabilizer max | none; normalizer max (paper) | abs | one.
+    # Off their defaults they run the switchable parallel form, O(S^2), in the run's own precision.
+    mlstm_stabilizer: str = "max"
+    mlstm_normalizer: str = "max"
     # mLSTM gates (Table 2, bottom): bias init "linspace(a,b)", "normal(mean,std)", "constant(v)" or "inf"
     mlstm_igate_activation: str = "exp"  # exp | sigmoid
     mlstm_igate_input_dependent: bool = True
@@ -104,6 +110,8 @@ class xLSTMConfig(FeedForwardConfig, BackboneConfig):
     slstm_recurrent_init: str = "zeros"  # zeros | standard (U(+-1/sqrt(D)))
     slstm_bias_init: str = "powerlaw_blockdependent"  # | small_init | zeros | standard (see xlstm.slstm_layer)
     slstm_recurrent_grad_clip: Optional[float] = None  # the paper clips the recurrent gradient at 10
+    slstm_igate_activation: str = "exp"  # exp | sigmoid (inside the recurrence; the torch backend)
+    slstm_memory_mixing: bool = True  # False: no recurrent weights (R fixed at 0, not a parameter)
 
     def check(self) -> None:
         super().check()
@@ -116,5 +124,8 @@ class xLSTMConfig(FeedForwardConfig, BackboneConfig):
                 self.slstm_bias_init)
         require(self.slstm_recurrent_init in SLSTM_RECURRENT_INITS, "slstm_recurrent_init",
                 " | ".join(SLSTM_RECURRENT_INITS), self.slstm_recurrent_init)
+        for key, valid in (("mlstm_stabilizer", STABILIZERS), ("mlstm_normalizer", NORMALIZERS),
+                           ("mlstm_igate_activation", GATE_ACTIVATIONS), ("slstm_igate_activation", GATE_ACTIVATIONS)):
+            require(getattr(self, key) in valid, key, " | ".join(valid), getattr(self, key))
         require(self.mlstm_conv_kernel >= 0 and self.slstm_conv_kernel >= 0, "mlstm_conv_kernel/slstm_conv_kernel",
                 ">= 0", (self.mlstm_conv_kernel, self.slstm_conv_kernel))

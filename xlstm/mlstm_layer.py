@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kernels.mlstm import mlstm, mlstm_step, zero_state
+from kernels.mlstm import mlstm, mlstm_step, mlstm_variant, mlstm_variant_step, zero_state
 
 from .components import BlockDiagonalLinear, CausalConv1d, MultiHeadNorm, ffn_hidden_dim, small_init_, wang_init_
 
@@ -36,13 +36,43 @@ def gate_bias(spec: str, num_heads: int) -> torch.Tensor:
     return torch.full((num_heads,), a)
 
 
+def uses_variant(c) -> bool:
+    """The switchable form (``kernels.mlstm.variants``) runs when a stabilizer/normalizer switch is off its default
+    or ``mlstm_backend="variant--torch"`` asks for it (the memory ablations run every row through it)."""
+    return c.mlstm_backend == "variant--torch" or (c.mlstm_stabilizer, c.mlstm_normalizer) != ("max", "max")
+
+
+def mlstm_cell(c, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, igate: torch.Tensor, fgate: torch.Tensor,
+               state: Any) -> tuple[torch.Tensor, Any]:
+    """The mLSTM cell as the config asks: q, k, v (B, NH, S, DH), gate pre-activations (B, NH, S) -> h (B, NH, S, DH)
+    and the state (C, n, m). One recurrent step when S == 1 and a state is given (generation)."""
+    if c.mlstm_igate_activation == "sigmoid":  # the op applies exp: exp(log sigmoid(i~)) = sigmoid(i~)
+        igate = F.logsigmoid(igate)
+    switches = dict(stabilizer=c.mlstm_stabilizer, normalizer=c.mlstm_normalizer)
+    if q.shape[2] == 1 and state is not None:
+        step = (lambda *a: mlstm_variant_step(*a, **switches)) if uses_variant(c) else mlstm_step
+        h, state = step(q[:, :, 0], k[:, :, 0], v[:, :, 0], igate[:, :, 0], fgate[:, :, 0], state, c.mlstm_eps)
+        return h[:, :, None], state
+    if uses_variant(c):
+        return mlstm_variant(q, k, v, igate, fgate, **switches, eps=c.mlstm_eps, initial_state=state,
+                             return_last_state=True)
+    return mlstm(q, k, v, igate, fgate, backend=c.mlstm_backend, chunk_size=c.mlstm_chunk_size, eps=c.mlstm_eps,
+                 initial_state=state, return_last_state=True)
+
+
 class HeadGate(nn.Module):
     """Scalar gate pre-activation per head: W x + b, or b alone when not input-dependent.
 
-    Input-dependent weights start at 0 (the official init); a non-learnable bias is a buffer."""
+    Input-dependent weights start at 0 (the official init); a non-learnable bias is a buffer. With ``track`` set
+    (the input gate) it keeps the largest pre-activation seen in training, ``diagnostics()["igate_max"]``: the log
+    of the largest factor exp(i~) the unstabilized memory takes in, which overflows float32 and bfloat16 near 88.7."""
 
-    def __init__(self, in_features: int, num_heads: int, input_dependent: bool, learnable_bias: bool, bias_init: str):
+    def __init__(self, in_features: int, num_heads: int, input_dependent: bool, learnable_bias: bool, bias_init: str,
+                 track: str | None = None):
         super().__init__()
+        self.track = track
+        if track:
+            self.register_buffer("peak", torch.tensor(float("-inf")), persistent=False)
         self.weight = nn.Parameter(torch.zeros(num_heads, in_features)) if input_dependent else None
         bias = gate_bias(bias_init, num_heads)
         if learnable_bias:
@@ -52,8 +82,15 @@ class HeadGate(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.weight is None:
-            return self.bias.to(x.dtype).expand(*x.shape[:-1], -1)
-        return F.linear(x, self.weight, self.bias)
+            out = self.bias.to(x.dtype).expand(*x.shape[:-1], -1)
+        else:
+            out = F.linear(x, self.weight, self.bias)
+        if self.track and self.training:
+            self.peak = torch.maximum(self.peak, out.detach().max().float())  # no host sync
+        return out
+
+    def diagnostics(self) -> dict[str, float]:
+        return {self.track: float(self.peak)} if self.track else {}
 
 
 class mLSTMLayer(nn.Module):
@@ -73,7 +110,7 @@ class mLSTMLayer(nn.Module):
         blocks = inner // c.mlstm_qkv_block_size
         self.q_proj, self.k_proj, self.v_proj = (BlockDiagonalLinear(inner, blocks) for _ in range(3))
         self.igate = HeadGate(3 * inner, NH, c.mlstm_igate_input_dependent, c.mlstm_igate_learnable_bias,
-                              c.mlstm_igate_bias_init)
+                              c.mlstm_igate_bias_init, track="igate_max")
         self.fgate = HeadGate(3 * inner, NH, c.mlstm_fgate_input_dependent, c.mlstm_fgate_learnable_bias,
                               c.mlstm_fgate_bias_init)
         self.outnorm = MultiHeadNorm(inner, NH)
@@ -102,16 +139,9 @@ class mLSTMLayer(nn.Module):
         gate_in = torch.cat([q, k, v], dim=-1)
         igate = self.igate(gate_in).transpose(1, 2)  # (B, NH, S)
         fgate = self.fgate(gate_in).transpose(1, 2)
-        if c.mlstm_igate_activation == "sigmoid":  # the op applies exp: exp(log sigmoid(i~)) = sigmoid(i~)
-            igate = F.logsigmoid(igate)
         q, k, v = self._heads(q), self._heads(k), self._heads(v)
-        if x.shape[1] == 1 and cell_state is not None:  # generation: one recurrent step
-            h, cell_state = mlstm_step(q[:, :, 0], k[:, :, 0], v[:, :, 0], igate[:, :, 0], fgate[:, :, 0],
-                                       cell_state, c.mlstm_eps)
-            h = h[:, :, None].to(x.dtype)
-        else:
-            h, cell_state = mlstm(q, k, v, igate, fgate, backend=c.mlstm_backend, chunk_size=c.mlstm_chunk_size,
-                                  eps=c.mlstm_eps, initial_state=cell_state, return_last_state=True)
+        h, cell_state = mlstm_cell(c, q, k, v, igate, fgate, cell_state)
+        h = h.to(x.dtype)
         h = self.outnorm(h.transpose(1, 2))  # (B, S, NH, DH) -> (B, S, inner)
         h = (h + self.skip * x_c) * F.silu(z)
         return self.dropout(self.proj_down(h)), (conv_state, cell_state)

@@ -2,7 +2,7 @@
 
 x (B, S, D) -> optional causal conv + SiLU feeding the input and forget gates only; head-wise block-diagonal
 projections to the four gate pre-activations (i, f, z, o); the sLSTM recurrence with block-diagonal recurrent
-weights R (memory mixing inside each of the NH heads); dropout; head-wise norm. Inits follow the official code's
+weights R (memory mixing inside each of the NH heads; ``slstm_memory_mixing=False`` removes them); dropout; head-wise norm. Inits follow the official code's
 options: small init for the projections, R = 0 ("zeros") or U(+-1/sqrt(D)) ("standard"), biases
 "powerlaw_blockdependent", "small_init", "zeros" or "standard" (``gate_biases``).
 """
@@ -54,16 +54,19 @@ class sLSTMLayer(nn.Module):
         self.conv = CausalConv1d(D, c.slstm_conv_kernel) if c.slstm_conv_kernel > 0 else None
         # one head-wise projection per gate, in the cell's gate order (i, f, z, o)
         self.gate_proj = nn.ModuleList(BlockDiagonalLinear(D, NH) for _ in range(4))
-        self.R = nn.Parameter(torch.zeros(4, NH, DH, DH))
+        if c.slstm_memory_mixing:
+            self.R = nn.Parameter(torch.zeros(4, NH, DH, DH))
+        else:  # the ablation without memory mixing: no recurrent weights at all (a constant 0, not trained)
+            self.register_buffer("R", torch.zeros(4, NH, DH, DH), persistent=False)
         self.b = nn.Parameter(torch.zeros(4, NH, DH))
         self.norm = MultiHeadNorm(D, NH)
         self.dropout = nn.Dropout(c.dropout)
         for proj in self.gate_proj:
             small_init_(proj.weight, D)
-        if c.slstm_recurrent_init == "standard":
-            nn.init.uniform_(self.R, -1.0 / math.sqrt(D), 1.0 / math.sqrt(D))
-        elif c.slstm_recurrent_init != "zeros":
+        if c.slstm_recurrent_init not in ("zeros", "standard"):
             raise ValueError(f"unknown slstm_recurrent_init {c.slstm_recurrent_init!r}; valid: zeros, standard")
+        if c.slstm_recurrent_init == "standard" and c.slstm_memory_mixing:
+            nn.init.uniform_(self.R, -1.0 / math.sqrt(D), 1.0 / math.sqrt(D))
         with torch.no_grad():
             self.b.copy_(gate_biases(c.slstm_bias_init, NH, DH, D, block_idx, num_blocks))
 
@@ -79,6 +82,7 @@ class sLSTMLayer(nn.Module):
         pre = torch.stack(gates, dim=2).view(B, S, 4, self.num_heads, self.head_dim)
         h, cell_state = slstm_forward(pre, self.R, self.b, backend=self.config.slstm_backend,
                                       initial_state=cell_state, return_last_state=True,
-                                      recurrent_grad_clip=self.config.slstm_recurrent_grad_clip)
+                                      recurrent_grad_clip=self.config.slstm_recurrent_grad_clip,
+                                      igate_activation=self.config.slstm_igate_activation)
         y = self.norm(self.dropout(h.to(x.dtype)))  # (B, S, NH, DH) -> (B, S, D)
         return y, (conv_state, cell_state)

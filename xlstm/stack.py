@@ -7,14 +7,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kernels.mlstm import mlstm, mlstm_step
-
 from .backbone import Backbone
 from .components import (FeedForward, LayerNorm, MultiHeadNorm, ResidualBlock, ResidualStack, ffn_hidden_dim,
                          small_init_, wang_init_)
 from .config import xLSTMConfig
 from .lm import LanguageModel
-from .mlstm_layer import HeadGate, mLSTMLayer
+from .mlstm_layer import HeadGate, mLSTMLayer, mlstm_cell
 from .slstm_layer import sLSTMLayer
 
 # The paper's positions of the sLSTM blocks in xLSTM[7:1] (App. B.2): 24 blocks -> [3, 20]; 48 -> 6 blocks.
@@ -51,7 +49,7 @@ class mLSTMMixer(nn.Module):
         self.config, self.num_heads = c, NH
         self.q, self.k, self.v, self.o = (nn.Linear(D, D, bias=False) for _ in range(4))
         self.igate = HeadGate(D, NH, c.mlstm_igate_input_dependent, c.mlstm_igate_learnable_bias,
-                              c.mlstm_igate_bias_init)
+                              c.mlstm_igate_bias_init, track="igate_max")
         self.fgate = HeadGate(D, NH, c.mlstm_fgate_input_dependent, c.mlstm_fgate_learnable_bias,
                               c.mlstm_fgate_bias_init)
         self.outnorm = MultiHeadNorm(D, NH)
@@ -67,15 +65,8 @@ class mLSTMMixer(nn.Module):
         heads = lambda t: t.view(B, S, self.num_heads, -1).transpose(1, 2)  # noqa: E731
         q, k, v = heads(self.q(x)), heads(self.k(x)), heads(self.v(x))
         igate, fgate = self.igate(x).transpose(1, 2), self.fgate(x).transpose(1, 2)
-        if c.mlstm_igate_activation == "sigmoid":
-            igate = F.logsigmoid(igate)
-        if S == 1 and state is not None:
-            h, state = mlstm_step(q[:, :, 0], k[:, :, 0], v[:, :, 0], igate[:, :, 0], fgate[:, :, 0], state,
-                                  c.mlstm_eps)
-            h = h[:, :, None].to(x.dtype)
-        else:
-            h, state = mlstm(q, k, v, igate, fgate, backend=c.mlstm_backend, chunk_size=c.mlstm_chunk_size,
-                             eps=c.mlstm_eps, initial_state=state, return_last_state=True)
+        h, state = mlstm_cell(c, q, k, v, igate, fgate, state)
+        h = h.to(x.dtype)
         h = torch.sigmoid(self.o(x)) * self.outnorm(h.transpose(1, 2))
         return self.dropout(self.out(h)), state
 

@@ -13,6 +13,7 @@ import torch
 from .chunkwise import mlstm_chunkwise
 from .recurrent import mlstm_recurrent, mlstm_step, zero_state
 from .reference import mlstm_parallel
+from .variants import NORMALIZERS, STABILIZERS, mlstm_variant, mlstm_variant_step
 
 BACKENDS: dict[str, Callable] = {
     "parallel--torch": mlstm_parallel,
@@ -54,4 +55,5 @@ def mlstm(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, igate: torch.Tensor
               return_last_state=return_last_state)
 
 
-__all__ = ["BACKENDS", "mlstm", "mlstm_step", "resolve_backend", "zero_state"]
+__all__ = ["BACKENDS", "NORMALIZERS", "STABILIZERS", "mlstm", "mlstm_step", "mlstm_variant", "mlstm_variant_step",
+           "resolve_backend", "zero_state"]

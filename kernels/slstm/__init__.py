@@ -22,26 +22,33 @@ else:
     BACKENDS["triton"] = slstm_triton
 
 
-def resolve_backend(backend: str, device: torch.device, head_dim: int = 64) -> str:
-    """"auto" = triton on CUDA tensors when it is installed and tiles the head dim (16..256), torch otherwise."""
+def resolve_backend(backend: str, device: torch.device, head_dim: int = 64, igate_activation: str = "exp") -> str:
+    """"auto" = triton on CUDA tensors when it is installed and tiles the head dim (16..256), torch otherwise; the
+    sigmoid input gate (an ablation) exists in the torch loop only."""
     if backend == "auto":
-        fits = "triton" in BACKENDS and 16 <= head_dim <= 256
+        fits = "triton" in BACKENDS and 16 <= head_dim <= 256 and igate_activation == "exp"
         return "triton" if device.type == "cuda" and fits else "torch"
     if backend not in BACKENDS:
         raise ValueError(f"unknown sLSTM backend {backend!r}; valid: auto, {', '.join(BACKENDS)}")
+    if igate_activation != "exp" and backend != "torch":
+        raise ValueError(f"the sLSTM backend {backend!r} has the exponential input gate only; use slstm_backend=torch "
+                         f"(or auto) with slstm_igate_activation={igate_activation!r}")
     return backend
 
 
 def slstm_forward(x: torch.Tensor, R: torch.Tensor, b: torch.Tensor, *, backend: str = "auto",
-                  initial_state=None, return_last_state: bool = False, recurrent_grad_clip: float | None = None):
-    """``slstm`` plus the paper's option to clip the recurrent gradient (used by the sLSTM layer)."""
+                  initial_state=None, return_last_state: bool = False, recurrent_grad_clip: float | None = None,
+                  igate_activation: str = "exp"):
+    """``slstm`` plus the paper's option to clip the recurrent gradient and the input-gate ablation (used by the sLSTM
+    layer)."""
     B, S, G, NH, DH = x.shape
     if G != 4 or R.shape != (4, NH, DH, DH) or b.shape != (4, NH, DH):
         raise ValueError(f"slstm: shapes x {tuple(x.shape)}, R {tuple(R.shape)}, b {tuple(b.shape)} do not fit "
                          "x (B, S, 4, NH, DH), R (4, NH, DH, DH), b (4, NH, DH)")
-    fn = BACKENDS[resolve_backend(backend, x.device, DH)]
-    return fn(x, R, b, initial_state=initial_state, return_last_state=return_last_state,
-              recurrent_grad_clip=recurrent_grad_clip)
+    name = resolve_backend(backend, x.device, DH, igate_activation)
+    extra = {"igate_activation": igate_activation} if name == "torch" else {}
+    return BACKENDS[name](x, R, b, initial_state=initial_state, return_last_state=return_last_state,
+                          recurrent_grad_clip=recurrent_grad_clip, **extra)
 
 
 def slstm(x: torch.Tensor, R: torch.Tensor, b: torch.Tensor, *, backend: str = "auto", initial_state=None,

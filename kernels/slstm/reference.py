@@ -35,12 +35,15 @@ def zero_state(B: int, NH: int, DH: int, dtype: torch.dtype, device) -> State:
 
 
 def slstm_step(x: torch.Tensor, R: torch.Tensor, b: torch.Tensor, state: State,
-               recurrent_grad_clip: float | None = None) -> tuple[torch.Tensor, State]:
-    """One step. x (B, 4, NH, DH) input pre-activations; R (4, NH, DH, DH); b (4, NH, DH)."""
+               recurrent_grad_clip: float | None = None, igate_activation: str = "exp") -> tuple[torch.Tensor, State]:
+    """One step. x (B, 4, NH, DH) input pre-activations; R (4, NH, DH, DH); b (4, NH, DH).
+    ``igate_activation="sigmoid"`` (an ablation) gates the input by sigmoid(i~) = exp(log sigmoid(i~)) instead."""
     h, c, n, m = state
     h_rec = h if recurrent_grad_clip is None else _ClipGradient.apply(h, recurrent_grad_clip)
     raw = x + torch.einsum("ghed,bhd->bghe", R, h_rec) + b
     i_raw, f_raw, z_raw, o_raw = raw.unbind(1)
+    if igate_activation == "sigmoid":
+        i_raw = F.logsigmoid(i_raw)
     log_f = F.logsigmoid(f_raw)
     with torch.no_grad():
         m_new = torch.maximum(log_f + m, i_raw)
@@ -53,7 +56,8 @@ def slstm_step(x: torch.Tensor, R: torch.Tensor, b: torch.Tensor, state: State,
 
 
 def slstm_torch(x: torch.Tensor, R: torch.Tensor, b: torch.Tensor, *, initial_state: State | None = None,
-                return_last_state: bool = False, recurrent_grad_clip: float | None = None):
+                return_last_state: bool = False, recurrent_grad_clip: float | None = None,
+                igate_activation: str = "exp"):
     """x (B, S, 4, NH, DH) -> h (B, S, NH, DH); half-precision inputs run with float32 states."""
     out_dtype = x.dtype
     ct = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
@@ -63,7 +67,7 @@ def slstm_torch(x: torch.Tensor, R: torch.Tensor, b: torch.Tensor, *, initial_st
              else zero_state(B, NH, DH, ct, x.device))
     hs = []
     for x_t in x.unbind(1):  # unbind, not x[:, t]: indexing's backward writes a full-size gradient per step
-        h, state = slstm_step(x_t, R, b, state, recurrent_grad_clip)
+        h, state = slstm_step(x_t, R, b, state, recurrent_grad_clip, igate_activation)
         hs.append(h)
     h = torch.stack(hs, dim=1).to(out_dtype)
     return (h, state) if return_last_state else h

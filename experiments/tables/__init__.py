@@ -175,12 +175,16 @@ def _tables() -> dict[str, Callable[[list[dict], Path], Artefact]]:
     from .ablations import ablation_gates, ablation_lstm_to_xlstm, ablation_mlstm_block
     from .formal_languages import formal_languages
     from .language_modelling import extrapolation, slimpajama, slimpajama_300b
+    from .memory import memory_size, memory_stabilizer, memory_type
     from .mqar import mqar, mqar_extrapolation, mqar_long
+    from .state_tracking import ablation_state_tracking, parity_diagnosis
 
     return {"formal_languages": formal_languages, "mqar": mqar, "mqar_long": mqar_long,
             "mqar_extrapolation": mqar_extrapolation, "slimpajama": slimpajama, "slimpajama_300b": slimpajama_300b,
             "extrapolation": extrapolation, "ablation_lstm_to_xlstm": ablation_lstm_to_xlstm,
-            "ablation_gates": ablation_gates, "ablation_mlstm_block": ablation_mlstm_block}
+            "ablation_gates": ablation_gates, "ablation_mlstm_block": ablation_mlstm_block,
+            "memory_size": memory_size, "memory_type": memory_type, "memory_stabilizer": memory_stabilizer,
+            "ablation_state_tracking": ablation_state_tracking, "parity_diagnosis": parity_diagnosis}
 
 
 def table_builder(experiment: str) -> Callable[[list[dict], Path], Artefact]:

@@ -72,7 +72,8 @@ def test_logger_option_instantiates(tmp_path, option):
 @pytest.mark.parametrize("scale", options("scale"))
 def test_experiment_grid_names_are_valid(tmp_path, experiment, scale):
     grid = grid_points(tmp_path, experiment, scale)
-    assert "model" in grid or "variant" in grid, f"{experiment}/{scale} must sweep the models or an ablation's rows"
+    assert any(k in ("model", "variant") or k.startswith("model.") for k in grid), (
+        f"{experiment}/{scale} must sweep the models, a model setting or an ablation's rows")
     for choice in grid.get("variant", []):
         assert choice.startswith(f"{experiment}/") and choice in options("variant"), choice
     for group in ("model", "task"):

@@ -20,7 +20,7 @@ STATE_TRACKING_ROWS = {  # variant -> (model, input gate, memory mixing)
     "slstm_no_mixing": ("xLSTM[0:1]", "exp", "no"), "slstm_sigmoid_no_mixing": ("xLSTM[0:1]", "sigmoid", "no"),
     "mlstm": ("xLSTM[1:0]", "exp", "no (mLSTM)"), "mlstm_sigmoid": ("xLSTM[1:0]", "sigmoid", "no (mLSTM)"),
 }
-PARITY_ROWS = ["default", "bias_standard", "bias_zeros", "bias_small_init", "bias_standard_slstm_first",
+PARITY_ROWS = ["default", "slstm_first", "long", "bias_standard", "bias_zeros", "bias_small_init", "bias_standard_slstm_first",
                "bias_standard_long", "slstm_one_block_bias_standard"]
 
 

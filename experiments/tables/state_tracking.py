@@ -97,19 +97,22 @@ def parity_diagnosis(records: list[dict], paper_dir: Path) -> Artefact:
 
 
 def _length_curves(records: list[dict], table: pd.DataFrame, order, path: Path) -> None:
-    """Rescaled test accuracy by length, one panel per task, one line per row at its selected learning rate."""
+    """Rescaled test accuracy by length, one panel per task, one line per row at its selected learning rate (mean
+    over seeds)."""
     best = {(v, t): lr for v, t, lr in zip(table.variant, table.get("task", ["parity"] * len(table)), table.best_lr)}
-    tasks = sorted({r["task"] for r in records})
+    rows = [{"variant": variant_row(r), "task": r["task"], "length": length, "acc": acc}
+            for r in records if best.get((variant_row(r), r["task"])) == r["lr"]
+            for length, acc in _by_length(r).items()]
+    frame = pd.DataFrame(rows, columns=["variant", "task", "length", "acc"])
+    tasks = sorted(set(frame.task)) or ["parity"]
     fig, axes = panel_grid(len(tasks), 2, (4.5, 3.2))
     for ax, task in zip(axes, tasks):
-        for r in sorted(records, key=lambda r: _rank(variant_row(r), order)):
-            lengths = _by_length(r)
-            if r["task"] != task or not lengths or best.get((variant_row(r), task)) != r["lr"]:
-                continue
-            xs = sorted(lengths)
-            ax.plot(xs, [lengths[x] for x in xs], marker=".", label=variant_row(r))
+        sub = frame[frame.task == task]
+        for variant in _order(sub.variant, order):
+            mean = sub[sub.variant == variant].groupby("length").acc.mean()
+            ax.plot(mean.index, mean.values, marker=".", label=variant)
         ax.axvline(TRAIN_MAX_LENGTH, color="grey", linestyle=":", linewidth=1)
-        ax.set_title(task, fontsize=9)
+        ax.set_title(f"{task} (mean over seeds)", fontsize=9)
         ax.set_xlabel("test length", fontsize=8)
         ax.set_ylabel("rescaled accuracy", fontsize=8)
         ax.set_ylim(-0.15, 1.05)

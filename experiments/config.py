@@ -183,18 +183,25 @@ def apply_task_settings(cfg: DictConfig, explicit: set[str]) -> list[str]:
     for pattern, settings in (cfg.get("task_settings") or {}).items():
         if not any(fnmatch.fnmatchcase(name, pattern) for name in TASKS):
             raise SuiteError(f"task_settings[{pattern!r}] matches no task; tasks: {', '.join(TASKS)}")
-        if not fnmatch.fnmatchcase(cfg.task.name, pattern):
+        if fnmatch.fnmatchcase(cfg.task.name, pattern):
+            applied += write_keys(cfg, settings, explicit, f"task_settings[{pattern!r}]")
+    return applied
+
+
+def write_keys(cfg: DictConfig, updates: dict, explicit: set[str], where: str) -> list[str]:
+    """Write {dotted key: value} into ``cfg``, skipping keys the command line set; each key must exist. ``where``
+    names the setting in the one-line error. Returns the "key=value" strings applied."""
+    applied = []
+    for key, value in updates.items():
+        if key in explicit:
             continue
-        for key, value in settings.items():
-            if key in explicit:
-                continue
-            if OmegaConf.select(cfg, key, default="<missing>") == "<missing>":
-                raise SuiteError(f"task_settings[{pattern!r}]: no config key {key!r}")
-            try:
-                OmegaConf.update(cfg, key, value)
-            except Exception as err:
-                raise SuiteError(f"task_settings[{pattern!r}].{key}: {_lines(err)}") from None
-            applied.append(f"{key}={value}")
+        if OmegaConf.select(cfg, key, default="<missing>") == "<missing>":
+            raise SuiteError(f"{where}: no config key {key!r}")
+        try:
+            OmegaConf.update(cfg, key, value)
+        except Exception as err:  # OmegaConf's validation errors name the key and the type
+            raise SuiteError(f"{where}.{key}: {_lines(err)}") from None
+        applied.append(f"{key}={value}")
     return applied
 
 
@@ -205,7 +212,6 @@ def apply_model_size(cfg: DictConfig, explicit: set[str]) -> list[str]:
     from xlstm import MODELS
     from xlstm.sizes import paper_size
 
-    applied = []
     settings = cfg.get("size_settings") or {}
     for pattern in settings:
         glob, _, size = pattern.partition("@")
@@ -214,7 +220,7 @@ def apply_model_size(cfg: DictConfig, explicit: set[str]) -> list[str]:
                              f"e.g. 'xlstm_*@350M'")
     size = cfg.get("model_size")
     if size is None:
-        return applied
+        return []
     try:
         dims = paper_size(MODELS[cfg.model.name].family, size)
     except ValueError as err:
@@ -224,14 +230,7 @@ def apply_model_size(cfg: DictConfig, explicit: set[str]) -> list[str]:
         glob, _, at = pattern.partition("@")
         if at == size and fnmatch.fnmatchcase(cfg.model.name, glob):
             updates.update(values)
-    for key, value in updates.items():
-        if key in explicit:
-            continue
-        if OmegaConf.select(cfg, key, default="<missing>") == "<missing>":
-            raise SuiteError(f"size_settings / model_size: no config key {key!r}")
-        OmegaConf.update(cfg, key, value)
-        applied.append(f"{key}={value}")
-    return applied
+    return write_keys(cfg, updates, explicit, "size_settings / model_size")
 
 
 def apply_protocol(cfg: DictConfig) -> list[str]:

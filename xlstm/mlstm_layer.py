@@ -48,12 +48,12 @@ def mlstm_cell(c, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, igate: torc
     and the state (C, n, m). One recurrent step when S == 1 and a state is given (generation)."""
     if c.mlstm_igate_activation == "sigmoid":  # the op applies exp: exp(log sigmoid(i~)) = sigmoid(i~)
         igate = F.logsigmoid(igate)
-    switches = dict(stabilizer=c.mlstm_stabilizer, normalizer=c.mlstm_normalizer)
+    variant, switches = uses_variant(c), dict(stabilizer=c.mlstm_stabilizer, normalizer=c.mlstm_normalizer)
     if q.shape[2] == 1 and state is not None:
-        step = (lambda *a: mlstm_variant_step(*a, **switches)) if uses_variant(c) else mlstm_step
-        h, state = step(q[:, :, 0], k[:, :, 0], v[:, :, 0], igate[:, :, 0], fgate[:, :, 0], state, c.mlstm_eps)
+        args = (q[:, :, 0], k[:, :, 0], v[:, :, 0], igate[:, :, 0], fgate[:, :, 0], state, c.mlstm_eps)
+        h, state = mlstm_variant_step(*args, **switches) if variant else mlstm_step(*args)
         return h[:, :, None], state
-    if uses_variant(c):
+    if variant:
         return mlstm_variant(q, k, v, igate, fgate, **switches, eps=c.mlstm_eps, initial_state=state,
                              return_last_state=True)
     return mlstm(q, k, v, igate, fgate, backend=c.mlstm_backend, chunk_size=c.mlstm_chunk_size, eps=c.mlstm_eps,

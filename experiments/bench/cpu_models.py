@@ -9,7 +9,6 @@ environment: create one with ``python3 -m venv V && V/bin/pip install "torch<2.1
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import subprocess
 import sys
@@ -19,6 +18,7 @@ import torch
 
 import xlstm
 from experiments.results import ROOT, commit_label, hardware
+from kernels.bench.common import write_csv
 
 from .timing import time_lm
 
@@ -68,13 +68,7 @@ def main(argv: list[str] | None = None) -> int:
                        "threads": a.threads, "hardware": hardware(), "commit": commit}
                 rows.append(row)
                 print(json.dumps(row), flush=True)
-    out = Path(a.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    print(f"wrote {out}")
+    write_csv(rows, Path(a.out))
     return 0
 
 

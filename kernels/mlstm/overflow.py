@@ -12,15 +12,13 @@ overflows exactly where the unstabilized memory does.
 from __future__ import annotations
 
 import argparse
-import csv
-import subprocess
 from pathlib import Path
 
 import torch
 
+from ..bench.common import ROOT, commit, write_csv
 from .variants import NORMALIZERS, STABILIZERS, mlstm_variant
 
-ROOT = Path(__file__).resolve().parents[2]
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 SEARCH_MAX = 1000.0
 
@@ -48,8 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m kernels.mlstm.overflow")
     parser.add_argument("--out", default=str(ROOT / "results" / "memory_stabilizer" / "overflow.csv"))
     args = parser.parse_args(argv)
-    commit = subprocess.run(["git", "rev-parse", "--short=10", "HEAD"], cwd=ROOT, capture_output=True,
-                            text=True).stdout.strip() or "unknown"
+    label = commit()
     rows = []
     for length in (1, 256):
         g = torch.Generator().manual_seed(0)
@@ -60,16 +57,10 @@ def main(argv: list[str] | None = None) -> int:
                 for normalizer in NORMALIZERS:
                     gate = threshold(inputs, dtype, stabilizer, normalizer)
                     rows.append({"dtype": name, "length": length, "stabilizer": stabilizer, "normalizer": normalizer,
-                                 "overflow_at_igate": gate, "commit": commit})
+                                 "overflow_at_igate": gate, "commit": label})
                     print(f"{name:9s} S={length:<4d} stabilizer={stabilizer:4s} normalizer={normalizer:3s} "
                           f"non-finite from i~ = {gate}")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    print(f"wrote {out}")
+    write_csv(rows, Path(args.out))
     return 0
 
 

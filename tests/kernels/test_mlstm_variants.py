@@ -14,18 +14,15 @@ import pytest
 import torch
 
 from kernels.mlstm import NORMALIZERS, STABILIZERS, mlstm_parallel, mlstm_variant, mlstm_variant_step, zero_state
+from kernels.testing import mlstm_inputs
 
 B, NH, S, DK, DV = 2, 2, 9, 4, 3
 PAIRS = list(itertools.product(STABILIZERS, NORMALIZERS))
 
 
-def inputs(dtype=torch.float64, seed=0, igate_scale=2.0):
-    g = torch.Generator().manual_seed(seed)
-    q, k = (torch.randn(B, NH, S, DK, generator=g, dtype=dtype) for _ in range(2))
-    v = torch.randn(B, NH, S, DV, generator=g, dtype=dtype)
-    igate = igate_scale * torch.randn(B, NH, S, generator=g, dtype=dtype)
-    fgate = 2.0 + torch.randn(B, NH, S, generator=g, dtype=dtype)
-    return [t.requires_grad_() for t in (q, k, v, igate, fgate)]
+def inputs(seed=0):
+    tensors, _ = mlstm_inputs(B, NH, S, DK, DV, seed=seed, gate_scale=2.0)  # float64, forget bias +2
+    return [t.requires_grad_() for t in tensors]
 
 
 def definition(q, k, v, igate, fgate, normalizer):

@@ -14,6 +14,9 @@ from xlstm.baselines.mamba import selective_scan_chunked, selective_scan_loop
 from xlstm.baselines.rwkv4 import wkv_stable
 from xlstm.params import count
 
+from .helpers import stepped_logits
+
+
 ROOT = Path(__file__).resolve().parents[2]
 ALL = list(xlstm.MODELS)
 
@@ -48,11 +51,7 @@ def test_step_by_step_and_prefill_equal_the_full_forward(name):
     tokens = torch.randint(0, 23, (2, 11))
     with torch.no_grad():
         full = lm(tokens)
-        state, steps = None, []
-        for t in range(tokens.shape[1]):
-            logits, state = lm.step(tokens[:, t:t + 1], state)
-            steps.append(logits)
-        assert_close("stepped", full, torch.cat(steps, 1), 1e-10)
+        assert_close("stepped", full, stepped_logits(lm, tokens), 1e-10)
         first, state = lm.step(tokens[:, :4])
         rest, _ = lm.step(tokens[:, 4:], state)
         assert_close("prefill + continue", full, torch.cat([first, rest], 1), 1e-10)

@@ -6,6 +6,8 @@ import torch
 
 import xlstm
 
+from .helpers import stepped_logits
+
 
 @pytest.mark.parametrize("name", ["lstm", "lstm_block"])
 def test_causal(name):
@@ -24,11 +26,7 @@ def test_step_by_step_equals_forward(name):
     lm = xlstm.build(name, embedding_dim=16, num_blocks=2, vocab_size=11).double()
     tokens = torch.randint(0, 11, (3, 9))
     full = lm(tokens)
-    state, steps = None, []
-    for t in range(tokens.shape[1]):
-        logits, state = lm.step(tokens[:, t:t + 1], state)
-        steps.append(logits)
-    torch.testing.assert_close(torch.cat(steps, 1), full, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(stepped_logits(lm, tokens), full, rtol=1e-12, atol=1e-12)
 
 
 def test_generate_greedy_matches_argmax_of_forward():

@@ -10,6 +10,9 @@ import xlstm
 from experiments.module import diagnostics
 from kernels.slstm import resolve_backend, slstm_forward
 
+from .helpers import stepped_logits
+
+
 B, S, NH, DH = 2, 7, 2, 3
 
 
@@ -72,12 +75,7 @@ def test_mlstm_switches_give_the_same_model_in_sequence_and_step_form(stabilizer
     model = _model("xlstm_1_0", mlstm_backend="variant--torch", mlstm_stabilizer=stabilizer,
                    mlstm_normalizer=normalizer, mlstm_block=block).double()
     tokens = torch.randint(0, 11, (2, 8))
-    logits = model(tokens)
-    state, steps = None, []
-    for t in range(tokens.shape[1]):
-        out, state = model.step(tokens[:, t:t + 1], state)
-        steps.append(out)
-    torch.testing.assert_close(torch.cat(steps, dim=1), logits, rtol=1e-9, atol=1e-10)
+    torch.testing.assert_close(stepped_logits(model, tokens), model(tokens), rtol=1e-9, atol=1e-10)
 
 
 def test_the_paper_setting_through_the_switchable_form_is_the_default_model():

@@ -15,6 +15,9 @@ from xlstm.params import count
 from xlstm.slstm_layer import sLSTMLayer
 from xlstm.stack import slstm_positions
 
+from .helpers import stepped_logits
+
+
 # Table 7 / Table 3 (millions), vocab 50304.
 PAPER_COUNTS = {("xlstm[1:0]", "125M"): 163.8, ("xlstm[7:1]", "125M"): 163.7, ("xlstm[1:0]", "350M"): 409.3,
                 ("xlstm[7:1]", "350M"): 408.4, ("xlstm[1:0]", "760M"): 840.4, ("xlstm[7:1]", "760M"): 839.7,
@@ -61,11 +64,7 @@ def test_step_by_step_logits_equal_the_parallel_forward(arch):
     tokens = torch.randint(0, 40, (2, 13))
     with torch.no_grad():
         full = lm(tokens)
-        state, steps = None, []
-        for t in range(tokens.shape[1]):
-            logits, state = lm.step(tokens[:, t:t + 1], state)
-            steps.append(logits)
-        assert_close("stepped", full, torch.cat(steps, 1), 1e-5)
+        assert_close("stepped", full, stepped_logits(lm, tokens), 1e-5)
         first, state = lm.step(tokens[:, :6])  # prefill, then continue
         rest, _ = lm.step(tokens[:, 6:], state)
         assert_close("prefill+continue", full, torch.cat([first, rest], 1), 1e-5)

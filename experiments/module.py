@@ -46,17 +46,23 @@ def weight_decay_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 
 
 def warmup_cosine(optim: OptimConfig, max_steps: int) -> Callable[[int], float]:
-    """LR multiplier: linear warm-up from 0, cosine down to the floor at the decay horizon, then the floor."""
+    """LR multiplier: linear warm-up from 0, cosine down to the floor at the decay horizon, then the floor. With
+    ``cosine_restarts`` the span after warm-up is cut into ``restarts`` equal cycles, each a cosine from the peak down
+    to the floor (SGDR-style warm restarts without warm-up in between)."""
     horizon = optim.decay_steps or max_steps
     warmup = optim.warmup_steps if optim.warmup_steps is not None else int(optim.warmup_fraction * horizon)
     floor = optim.min_lr / optim.lr if optim.min_lr is not None else optim.min_lr_ratio
+    cycles = optim.restarts if optim.schedule == "cosine_restarts" else 1
 
     def multiplier(step: int) -> float:
         if step < warmup:
             return (step + 1) / warmup
         if optim.schedule == "constant":
             return 1.0
-        progress = min(1.0, (step - warmup) / max(1, horizon - warmup))
+        if step >= horizon:
+            return floor
+        span = max(1, horizon - warmup) / cycles
+        progress = ((step - warmup) % span) / span
         return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
     return multiplier

@@ -68,6 +68,9 @@ FSDP_SHARDING = ("FULL_SHARD", "SHARD_GRAD_OP", "NO_SHARD", "HYBRID_SHARD")
 PRECISIONS = ("32-true", "32", "bf16-mixed", "bf16-true", "16-mixed", "16-true", "64-true")
 
 
+SCHEDULES = ("cosine", "cosine_restarts", "constant")
+
+
 @dataclass
 class OptimConfig:
     """AdamW with linear warm-up and cosine decay (the paper's recipe; values per experiment)."""
@@ -81,7 +84,8 @@ class OptimConfig:
     decay_steps: Optional[int] = None  # cosine horizon; None = trainer.max_steps
     min_lr: Optional[float] = None  # absolute floor; when None, min_lr_ratio * lr
     min_lr_ratio: float = 0.1
-    schedule: str = "cosine"  # cosine | constant
+    schedule: str = "cosine"  # cosine | cosine_restarts (the decay span cut into `restarts` cosine cycles) | constant
+    restarts: int = 3  # cycles of cosine_restarts (the paper's LRA search: R = 3)
 
     def check(self) -> None:
         require(self.lr > 0, "lr", "> 0", self.lr)
@@ -94,7 +98,8 @@ class OptimConfig:
         require(self.decay_steps is None or self.decay_steps >= 1, "decay_steps", "null or >= 1", self.decay_steps)
         require(self.min_lr is None or 0 <= self.min_lr <= self.lr, "min_lr", "null or in [0, optim.lr]", self.min_lr)
         require(0 <= self.min_lr_ratio <= 1, "min_lr_ratio", "in [0, 1]", self.min_lr_ratio)
-        require(self.schedule in ("cosine", "constant"), "schedule", "cosine or constant", self.schedule)
+        require(self.schedule in SCHEDULES, "schedule", " | ".join(SCHEDULES), self.schedule)
+        require(self.restarts >= 1, "restarts", ">= 1", self.restarts)
 
 
 @dataclass

@@ -8,10 +8,12 @@ from .base import IGNORE, InfeasibleSetting, SyntheticTask, Task, TaskConfig
 from .formal import LANGUAGES, FormalLanguageTask
 from .heads import Scored
 from .lm.task import LanguageModellingTask, SlimPajamaTask
+from .lra import LRA_TASKS
 from .mqar import MQARTask
 
 TASKS: dict[str, type[Task]] = {**{name: FormalLanguageTask for name in LANGUAGES}, "mqar": MQARTask,
-                                "slimpajama": SlimPajamaTask, "lm_local": LanguageModellingTask}
+                                **LRA_TASKS, "slimpajama": SlimPajamaTask,
+                                "lm_local": LanguageModellingTask}
 
 
 def task_class(name: str) -> type[Task]:

@@ -116,34 +116,14 @@ def private_generator() -> torch.Generator:
     return torch.Generator().manual_seed(0)
 
 
-class SyntheticTask(Task):
-    """Generated token-level tasks: ``train_batch(index)`` and ``eval_batches(split)``; the head is the language
-    model (``TokenClassifier``) over the task's vocabulary, scored where the targets are not ``IGNORE``."""
-
-    paper_name: ClassVar[str] = ""
+class IndexedTask(Task):
+    """Tasks whose batches are pure functions of their index: ``train_batch(index)`` (an endless stream that a
+    resumed run continues where it stopped, sharded over ranks) and ``eval_batches(split)`` (a fixed list, each rank
+    scoring a disjoint share)."""
 
     def __init__(self, config: TaskConfig, data_dir: str | Path = "data"):
         super().__init__(config, data_dir)
         self._eval_cache: dict[str, list[dict]] = {}
-
-    @classmethod
-    def vocab_size_of(cls, config: dict) -> int:
-        """The vocabulary size a task config implies (the model's ``vocab_size``)."""
-        raise NotImplementedError
-
-    @classmethod
-    def protocol(cls, run: dict) -> dict[str, Any]:
-        return {"model.vocab_size": cls.vocab_size_of(run["task"])}
-
-    @property
-    def vocab_size(self) -> int:
-        return self.vocab_size_of(vars(self.config))
-
-    def network(self, backbone: nn.Module) -> TokenClassifier:
-        if backbone.config.vocab_size != self.vocab_size:
-            raise ValueError(f"model.vocab_size={backbone.config.vocab_size} but task {self.config.name!r} has "
-                             f"{self.vocab_size} tokens; leave model.vocab_size to the task")
-        return TokenClassifier(backbone)
 
     # ---- data -------------------------------------------------------------------------------------
     def train_batch(self, index: int) -> dict:
@@ -180,4 +160,31 @@ class SyntheticTask(Task):
         return self._eval_loader("test")
 
 
-__all__ = ["IGNORE", "InfeasibleSetting", "SPLITS", "SyntheticTask", "Task", "TaskConfig", "split_rng"]
+class SyntheticTask(IndexedTask):
+    """Generated token-level tasks: the head is the language model (``TokenClassifier``) over the task's vocabulary,
+    scored where the targets are not ``IGNORE``."""
+
+    paper_name: ClassVar[str] = ""
+
+    @classmethod
+    def vocab_size_of(cls, config: dict) -> int:
+        """The vocabulary size a task config implies (the model's ``vocab_size``)."""
+        raise NotImplementedError
+
+    @classmethod
+    def protocol(cls, run: dict) -> dict[str, Any]:
+        return {"model.vocab_size": cls.vocab_size_of(run["task"])}
+
+    @property
+    def vocab_size(self) -> int:
+        return self.vocab_size_of(vars(self.config))
+
+    def network(self, backbone: nn.Module) -> TokenClassifier:
+        if backbone.config.vocab_size != self.vocab_size:
+            raise ValueError(f"model.vocab_size={backbone.config.vocab_size} but task {self.config.name!r} has "
+                             f"{self.vocab_size} tokens; leave model.vocab_size to the task")
+        return TokenClassifier(backbone)
+
+
+__all__ = ["IGNORE", "InfeasibleSetting", "IndexedTask", "SPLITS", "SyntheticTask", "Task", "TaskConfig",
+           "split_rng"]

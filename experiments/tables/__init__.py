@@ -106,15 +106,16 @@ def _flatten(tree: Any, prefix: str = "") -> dict[str, str]:
 NOT_A_SETTING = (*NOT_IN_RUN_ID, "seed", "optim.lr", "optim.min_lr")
 
 
-def variants(records: list[dict], axes: list[str]) -> list[str]:
+def variants(records: list[dict], axes: list[str], searched: tuple[str, ...] = ()) -> list[str]:
     """Per record, the part of its setting that sets it apart within its table cell (records with the same values
     at the config paths ``axes``): "" when the whole cell ran one setting (the normal case), else the keys where
     the cell's settings differ, e.g. "trainer.max_steps=20". A table shows each variant as its own row, so runs of
-    different settings are never averaged as seeds of one point."""
+    different settings are never averaged as seeds of one point. ``searched``: more config paths that a table
+    chooses by validation like the learning rate (e.g. ``optim.schedule``)."""
     flat = []
     for r in records:
         setting = _flatten(r["config"])
-        for key in NOT_A_SETTING:
+        for key in (*NOT_A_SETTING, *searched):
             for k in [k for k in setting if k == key or k.startswith(key + ".")]:
                 del setting[k]
         flat.append(setting)
@@ -175,6 +176,7 @@ def _tables() -> dict[str, Callable[[list[dict], Path], Artefact]]:
     from .ablations import ablation_gates, ablation_lstm_to_xlstm, ablation_mlstm_block
     from .formal_languages import formal_languages
     from .language_modelling import extrapolation, slimpajama, slimpajama_300b
+    from .lra import lra
     from .memory import memory_size, memory_stabilizer, memory_type
     from .mqar import mqar, mqar_extrapolation, mqar_long
     from .state_tracking import ablation_state_tracking, parity_diagnosis
@@ -184,7 +186,7 @@ def _tables() -> dict[str, Callable[[list[dict], Path], Artefact]]:
             "extrapolation": extrapolation, "ablation_lstm_to_xlstm": ablation_lstm_to_xlstm,
             "ablation_gates": ablation_gates, "ablation_mlstm_block": ablation_mlstm_block,
             "memory_size": memory_size, "memory_type": memory_type, "memory_stabilizer": memory_stabilizer,
-            "ablation_state_tracking": ablation_state_tracking, "parity_diagnosis": parity_diagnosis}
+            "ablation_state_tracking": ablation_state_tracking, "parity_diagnosis": parity_diagnosis, "lra": lra}
 
 
 def table_builder(experiment: str) -> Callable[[list[dict], Path], Artefact]:

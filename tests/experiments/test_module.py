@@ -65,3 +65,18 @@ def test_warmup_then_cosine_to_the_floor():
     g = warmup_cosine(OptimConfig(lr=1.0, warmup_fraction=0.1, min_lr_ratio=0.1, decay_steps=1000), max_steps=2000)
     assert g(99) == pytest.approx(1.0) and g(1000) == pytest.approx(0.1)
     assert g(550) == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.5)))
+
+
+def test_cosine_with_restarts_repeats_the_cycle():
+    """R = 3 cycles after warm-up: each starts at the peak and reaches the floor at its end; one cycle = cosine."""
+    f = warmup_cosine(OptimConfig(lr=1.0, warmup_steps=10, min_lr_ratio=0.0, schedule="cosine_restarts", restarts=3),
+                      max_steps=310)
+    assert f(9) == pytest.approx(1.0)
+    for start in (10, 110, 210):  # cycle starts: the peak again
+        assert f(start) == pytest.approx(1.0)
+        assert f(start + 50) == pytest.approx(0.5)  # halfway through the cycle
+        assert f(start + 99) == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.99)))
+    assert f(310) == 0.0 and f(1000) == 0.0
+    one = warmup_cosine(OptimConfig(lr=1.0, warmup_steps=10, schedule="cosine_restarts", restarts=1), max_steps=310)
+    plain = warmup_cosine(OptimConfig(lr=1.0, warmup_steps=10), max_steps=310)
+    assert [one(s) for s in range(320)] == [plain(s) for s in range(320)]

@@ -176,6 +176,7 @@ def _train(cfg: DictConfig, rid: str, path: Path, ckpt_dir: Path) -> dict:
     rank_zero = results.launched_as_rank_zero()
     try:
         task = build_task(OmegaConf.to_object(cfg.task), cfg.paths.data_dir)
+        task.prepare()
         with torch.device("meta"):  # the size, without allocating anything
             check_fits(task.network(build_backbone(OmegaConf.to_object(cfg.model))), cfg.trainer.accelerator,
                        f"{rid} does not fit")

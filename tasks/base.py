@@ -77,6 +77,10 @@ class Task(L.LightningDataModule):
         so a record shows the steps, batch and learning rate that ran."""
         return {}
 
+    def prepare(self) -> None:
+        """Load or generate the data a run needs before training starts, so that missing or corrupt data stop it
+        with one line (a ``ValueError``) before anything is written."""
+
     def network(self, backbone: nn.Module) -> nn.Module:
         """The backbone inside the head this task needs (``tasks.heads``): an ``nn.Module`` with ``score(batch)``."""
         raise NotImplementedError

@@ -162,6 +162,15 @@ class PathfinderTask(PixelTask):
         return _image_examples(*pathfinder.split_samples(self.spec(), seed, "train", n))
 
 
+def average_pool(images: np.ndarray, factor: int) -> np.ndarray:
+    """(N, H, W[, C]) uint8 -> (N, H / f, W / f[, C]): the mean of each f x f patch, rounded."""
+    if factor == 1:
+        return images
+    n, h, w = images.shape[:3]
+    patches = images.reshape(n, h // factor, factor, w // factor, factor, *images.shape[3:])
+    return np.rint(patches.mean(axis=(2, 4))).astype(np.uint8)
+
+
 def _image_examples(images: np.ndarray, labels: np.ndarray) -> Examples:
     """(N, H, W[, 3]) uint8 -> row-major sequences (N, H W[, 3])."""
     n, h, w = images.shape[:3]
@@ -176,12 +185,14 @@ class ImageConfig(PixelConfig):
     # hub:<id>: a hub dataset (uoft-cs/cifar10) or a local copy of it; fashion_mnist: the offline stand-in
     # (Fashion-MNIST padded to 32 x 32; never CIFAR-10 numbers)
     source: str = "cifar10"
+    pool: int = 1  # average-pool each side by this factor before flattening (2: 16 x 16 = 256 positions)
     batch_size: int = 64
 
     def check(self) -> None:
         super().check()
         require(self.source in ("cifar10", "fashion_mnist") or self.source.startswith("hub:"), "source",
                 "cifar10 | hub:<dataset id or local copy> | fashion_mnist", self.source)
+        require(self.pool >= 1 and 32 % self.pool == 0, "pool", "a divisor of 32", self.pool)
 
 
 class ImageTask(PixelTask):
@@ -210,7 +221,7 @@ class ImageTask(PixelTask):
 
     def load(self, split: str) -> Examples:
         pixels, labels = self._splits()[split]
-        return _image_examples(self.colour(pixels), labels)
+        return _image_examples(self.colour(average_pool(pixels, self.config.pool)), labels)
 
 
 @dataclass

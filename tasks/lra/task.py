@@ -65,6 +65,10 @@ class LRATask(IndexedTask):
     def root(self) -> Path:
         return Path(self.config.path) if self.config.path else self.data_dir / "lra" / self.folder
 
+    def prepare(self) -> None:
+        for split in SPLIT_NAMES:
+            self.examples(split)
+
     def size(self, split: str) -> int:
         """Rows wanted from ``split`` (0 = all)."""
         return getattr(self.config, f"num_{split}")

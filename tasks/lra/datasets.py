@@ -88,10 +88,18 @@ class PixelTask(LRATask):
     channels: ClassVar[int] = 1
 
     def _scale(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-channel mean and std of the training split's intensities in [0, 1], from each channel's histogram of
+        the 256 pixel values (exact, and no float copy of the split)."""
         if not hasattr(self, "_moments"):
             train = self.examples("train").inputs.reshape(len(self.examples("train")), -1, self.channels)
-            values = train.astype(np.float64) / 255.0
-            self._moments = (values.mean((0, 1)).astype(np.float32), values.std((0, 1)).astype(np.float32) + 1e-6)
+            levels = np.arange(256) / 255.0
+            mean, std = [], []
+            for c in range(self.channels):
+                counts = np.bincount(train[..., c].ravel(), minlength=256)
+                m = counts @ levels / counts.sum()
+                mean.append(m)
+                std.append(np.sqrt(counts @ (levels - m) ** 2 / counts.sum()))
+            self._moments = (np.float32(mean), np.float32(std) + np.float32(1e-6))
         return self._moments
 
     def features(self, inputs: np.ndarray) -> torch.Tensor:

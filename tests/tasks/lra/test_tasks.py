@@ -128,3 +128,17 @@ def test_missing_files_are_one_line(tmp_path):
         with pytest.raises(DataMissing) as err:
             task.examples("train")
         assert "\n" not in str(err.value), name
+
+
+def test_linear_pixel_encoding_scales_by_the_training_moments(tmp_path):
+    from tasks.lra.datasets import PathfinderConfig
+
+    task = build_task(PathfinderConfig(resolution=20, contour_length=6, num_distractors=2, num_train=30, num_val=5,
+                                       num_test=5, encoding="linear"), tmp_path)
+    values = task.examples("train").inputs.astype(np.float64) / 255.0
+    features = task.train_batch(0)["tokens"]
+    assert features.dtype == torch.float32 and features.shape[-1] == 1
+    mean, std = task._scale()
+    assert mean[0] == pytest.approx(values.mean(), rel=1e-6) and std[0] == pytest.approx(values.std(), rel=1e-5)
+    network = task.network(backbone())
+    assert isinstance(network.encoder, torch.nn.Linear) and network.score(task.train_batch(0)).logits.shape == (30, 2)  # batch 64 > 30 rows: one batch of all

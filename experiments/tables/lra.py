@@ -67,7 +67,7 @@ def lra(records: list[dict], paper_dir: Path) -> Artefact:
     stand_in = set(runs.task[runs.stand_in])
     table = best_by_validation(runs, ["model", "variant", "task"])
     table = _with_xlstm(table)
-    table["chosen"] = table.get("chosen", pd.Series([""] * len(table))).fillna("")
+    table["chosen"] = table.chosen.fillna("")
     table["model_label"] = [("xLSTM" if m == "xlstm" else model_label(m)) + (f" [{v}]" if v else "")
                             for m, v in zip(table.model, table.variant)]
     paper = pd.read_csv(paper_dir / "table6_lra.csv").set_index("model")
@@ -101,8 +101,8 @@ def lra(records: list[dict], paper_dir: Path) -> Artefact:
     paper_rank = paper["mean_rank"].to_dict()
     lines = [f"# Long Range Arena (Table 6), {scale_of(records)} scale", "",
              "Test accuracy at the learning rate and schedule with the best validation accuracy (mean ± std over",
-             "seeds; no ± with one seed); in parentheses the paper's number. \"xLSTM\" is the better of xLSTM[0:1] and",
-             "xLSTM[1:0] by validation (which one: table.csv, column chosen); both follow on their own, unranked.",
+             "seeds; no ± with one seed); in parentheses the paper's number. \"xLSTM\" is the better of xLSTM[0:1]",
+             "and xLSTM[1:0] by validation (which one: in brackets); both follow on their own, unranked.",
              "X: not better than chance (within 0.01). Mean rank over the tasks shown (paper's over its five).",
              "Stand-in columns are another dataset and carry no paper number.", "", provenance(records), "",
              "| model | " + " | ".join(header(t) for t in tasks) + " | mean rank |",
@@ -138,10 +138,9 @@ def _plot(table: pd.DataFrame, tasks: list[str], labels: list[str], header, path
         sub = table[table.model_label == label].set_index("task")
         x = np.arange(len(tasks)) + (i - (len(labels) - 1) / 2) * width
         ours = [sub.test_mean.get(t, np.nan) for t in tasks]
-        bars = ax.bar(x, ours, width, label=label)
+        ax.bar(x, ours, width, label=label)
         theirs = [sub.paper.get(t, np.nan) for t in tasks]
         ax.scatter(x, theirs, marker="_", s=120, color="black", zorder=3, label="paper" if i == 0 else None)
-        del bars
     ax.set_xticks(np.arange(len(tasks)), [header(t) for t in tasks], fontsize=7)
     ax.set_ylabel("test accuracy")
     ax.set_ylim(0, 1)

@@ -141,4 +141,5 @@ def test_linear_pixel_encoding_scales_by_the_training_moments(tmp_path):
     mean, std = task._scale()
     assert mean[0] == pytest.approx(values.mean(), rel=1e-6) and std[0] == pytest.approx(values.std(), rel=1e-5)
     network = task.network(backbone())
-    assert isinstance(network.encoder, torch.nn.Linear) and network.score(task.train_batch(0)).logits.shape == (30, 2)  # batch 64 > 30 rows: one batch of all
+    assert isinstance(network.encoder, torch.nn.Linear)
+    assert network.score(task.train_batch(0)).logits.shape == (30, 2)  # batch 64 > 30 rows: one batch of all

@@ -1,10 +1,11 @@
 """The task contract. A ``Task`` is a LightningDataModule that also knows the head it needs, its metrics, the values
-its protocol fixes in the run config, and how to preview its samples; ``SyntheticTask`` is the kind whose data are
-generated.
+its protocol fixes in the run config, and how to preview its samples. ``IndexedTask`` is the kind whose batches are
+pure functions of their index; ``SyntheticTask`` (generated token-level tasks) and ``tasks.lra.task.LRATask``
+(classification over a fixed data set) extend it.
 
 Batches are dicts of tensors; which keys depends on the head (``tasks.heads``): token tasks give ``tokens`` (B, S)
 and ``targets`` (B, S) with ``IGNORE`` where nothing is scored, classification tasks ``tokens`` and ``targets`` (B,)
-(plus ``mask`` for padding). Tasks whose metrics bin by sample length add ``lengths`` (B,). Synthetic tasks are pure
+(plus ``mask`` for padding). Tasks whose metrics bin by sample length add ``lengths`` (B,). Indexed tasks are pure
 functions of (config, split, batch index): training batch i of data seed s is the same in every run, on every
 machine, and after a resume.
 """

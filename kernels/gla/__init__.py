@@ -27,6 +27,10 @@ product expansion: k = 1 - f with the vector decay f over DK.
 
 Returns o (B, H, S, DV) in q's dtype; with ``return_last_state`` also (o, S_T) with S_T (B, H, DK, DV) in float32
 (float64 for float64 inputs).
+
+Forms: "recurrent--torch" (the reference loop), "chunkwise--torch" (chunkwise.py) and, where triton is installed,
+"chunkwise--triton" (triton/: forward and backward kernels). "auto" picks chunkwise--triton for CUDA tensors whose
+shapes it tiles (resolve_backend), chunkwise--torch otherwise.
 """
 from __future__ import annotations
 
@@ -42,11 +46,26 @@ BACKENDS: dict[str, Callable] = {
     "recurrent--torch": gla_recurrent,
 }
 
+try:  # triton is a Linux dependency; elsewhere only the torch forms exist
+    from .triton import CHUNK_SIZES as TRITON_CHUNK_SIZES
+    from .triton import MAX_DK as TRITON_MAX_DK
+    from .triton import gla_chunkwise_triton
+except ImportError:  # pragma: no cover
+    pass
+else:
+    BACKENDS["chunkwise--triton"] = gla_chunkwise_triton
 
-def resolve_backend(backend: str) -> str:
-    """"auto" = chunkwise--torch (for now; a chunkwise--triton form is to come)."""
+
+def resolve_backend(backend: str, device: torch.device | None = None, head_dims: tuple[int, int] = (64, 64),
+                    chunk_size: int = 64, dtype: torch.dtype | None = None) -> str:
+    """"auto" = chunkwise--triton on CUDA tensors when it is installed and tiles these shapes (DK 16..256, DV >= 16,
+    chunk 16/32/64, not float64), chunkwise--torch otherwise (also when no device is given)."""
     if backend == "auto":
-        return "chunkwise--torch"
+        dk, dv = head_dims
+        triton_fits = ("chunkwise--triton" in BACKENDS and 16 <= dk <= TRITON_MAX_DK and dv >= 16
+                       and chunk_size in TRITON_CHUNK_SIZES and dtype != torch.float64)
+        return "chunkwise--triton" if device is not None and device.type == "cuda" and triton_fits \
+            else "chunkwise--torch"
     if backend not in BACKENDS:
         raise ValueError(f"unknown GLA backend {backend!r}; valid: auto, {', '.join(BACKENDS)}")
     return backend
@@ -77,7 +96,7 @@ def gla(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, log_decay: torch.Tens
     check_shapes(q, k, v, log_decay, bonus, initial_state)
     if not isinstance(chunk_size, int) or chunk_size < 1:
         raise ValueError(f"gla: chunk_size must be a positive int, got {chunk_size!r}")
-    fn = BACKENDS[resolve_backend(backend)]
+    fn = BACKENDS[resolve_backend(backend, q.device, (q.shape[-1], v.shape[-1]), chunk_size, q.dtype)]
     return fn(q, k, v, log_decay, bonus=bonus, scale=scale, chunk_size=chunk_size, initial_state=initial_state,
               return_last_state=return_last_state)
 

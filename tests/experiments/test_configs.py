@@ -14,6 +14,9 @@ from experiments.config import (CONFIG_DIR, SuiteError, check_command, check_nam
 from experiments.train import make_logger
 
 from tasks.lm.task import LanguageModellingTask
+from tasks.lra.task import LRATask
+from tests.tasks.lra.test_smoke_runs import write_fixtures
+
 from .helpers import compose_cfg, grid_points
 
 
@@ -28,15 +31,27 @@ def test_model_option_builds_and_runs(tmp_path, option):
 @pytest.mark.parametrize("option", options("task"))
 def test_task_option_builds_batches(tmp_path, lm_data_dir, option):
     small = {"mqar": ["task.num_train=64", "task.num_eval=8"],  # its default set is 100k
-             "slimpajama": ["task.context_length=32"], "lm_local": ["task.context_length=32"]}.get(option, [])
-    cfg = compose_cfg(tmp_path, f"task={option}", "task.batch_size=4", f"paths.data_dir={lm_data_dir}", *small)
+             "slimpajama": ["task.context_length=32"], "lm_local": ["task.context_length=32"],
+             "lra_listops": ["task.min_length=10", "task.max_length=40", "task.num_train=16", "task.num_val=4",
+                             "task.num_test=4"],
+             "lra_pathfinder": ["task.resolution=20", "task.contour_length=6", "task.num_train=16", "task.num_val=4",
+                                "task.num_test=4"]}.get(option, [])
+    data_dir = lm_data_dir
+    if option.startswith("lra_"):  # the file-backed LRA tasks read fixtures in their real formats
+        data_dir = tmp_path / "data"
+        write_fixtures(data_dir)
+    cfg = compose_cfg(tmp_path, f"task={option}", "task.batch_size=4", f"paths.data_dir={data_dir}", *small)
     task = tasks.build_task(OmegaConf.to_object(cfg.task), cfg.paths.data_dir)
     if isinstance(task, LanguageModellingTask):  # reads the prepared fixture shards
         batch = next(iter(task.train_dataloader()))
     else:
         batch = task.train_batch(0)
-    assert batch["tokens"].shape[0] == 4 and batch["tokens"].max() < task.vocab_size
-    assert (batch["targets"] != tasks.IGNORE).any()
+    assert batch["tokens"].shape[0] == 4
+    if isinstance(task, LRATask):  # one label per row
+        assert batch["targets"].shape == (4,)
+        assert 0 <= batch["targets"].min() <= batch["targets"].max() < task.num_classes
+    else:
+        assert batch["tokens"].max() < task.vocab_size and (batch["targets"] != tasks.IGNORE).any()
 
 
 def test_registry_keys_match_option_files():

@@ -14,7 +14,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Iterator, Optional
+from typing import ClassVar, Iterator, Optional
 
 import numpy as np
 import torch
@@ -23,7 +23,7 @@ from torch import nn
 from xlstm.config import require
 
 from ..base import IndexedTask, TaskConfig
-from ..heads import POOLINGS, PairClassifier, PooledClassifier, token_encoder
+from ..heads import POOLINGS, PairClassifier, PooledClassifier
 from ..metrics import Accuracy
 from .examples import Examples
 

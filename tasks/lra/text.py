@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .examples import DataMissing, Examples
-from .images import hub_tables, one_line
+from .hub import hub_tables, one_line
 
 VOCAB_SIZE = 257  # 256 byte values + padding
 IMDB_HUB = "stanfordnlp/imdb"

@@ -10,7 +10,7 @@ import torch
 
 from tasks import TASKS, build_task
 from tasks.heads import PairClassifier, PooledClassifier
-from tasks.lra.datasets import ImageConfig, ListOpsConfig, RetrievalConfig, average_pool
+from tasks.lra.datasets import ListOpsConfig, RetrievalConfig, average_pool
 from tasks.lra.examples import Examples
 from xlstm import build_backbone
 from xlstm.config import xLSTMConfig

@@ -48,14 +48,18 @@ def signature(fn, constexprs: dict, dtype: str) -> dict[str, str]:
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
+def compile_kernels(prog: str, kernels, signature, argv: list[str] | None = None) -> int:
+    """The compile-check command of a kernel family: ``kernels(dtype)`` gives (jit function, constexpr values) pairs,
+    ``signature(fn, constexprs, dtype)`` their argument types; each is lowered for every --arch and --dtype and
+    reported on its own line (a kernel compiled with ``BONUS`` set is labelled so), then the status says if any
+    failed."""
     if os.environ.get("TRITON_INTERPRET") == "1":
         print("error: unset TRITON_INTERPRET to compile for GPUs", file=sys.stderr)
         return 2
     import triton
     from triton.backends.compiler import GPUTarget
 
-    p = argparse.ArgumentParser(prog="python -m kernels.compile_check")
+    p = argparse.ArgumentParser(prog=prog)
     p.add_argument("--arch", type=int, nargs="+", default=[80, 90])
     p.add_argument("--dtype", nargs="+", default=["bf16", "fp32"])
     a = p.parse_args(argv)
@@ -70,8 +74,13 @@ def main(argv: list[str] | None = None) -> int:
                 except Exception as err:  # report every kernel, then fail
                     failures += 1
                     status = f"FAILED: {str(err).splitlines()[0] if str(err) else type(err).__name__}"
-                print(f"triton {triton.__version__} sm_{arch} {dtype} {fn.__name__}: {status}", flush=True)
+                bonus = " bonus" if constexprs.get("BONUS") else ""
+                print(f"triton {triton.__version__} sm_{arch} {dtype} {fn.__name__}{bonus}: {status}", flush=True)
     return 1 if failures else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return compile_kernels("python -m kernels.compile_check", kernels, signature, argv)
 
 
 if __name__ == "__main__":

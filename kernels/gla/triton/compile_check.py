@@ -5,8 +5,6 @@ unset. Shapes: chunk 64 (four sub-blocks), a 128-wide key tile, two 64-wide valu
 """
 from __future__ import annotations
 
-import argparse
-import os
 import sys
 
 INTS = {"S", "NH", "DK", "DV", "NC"}
@@ -42,31 +40,9 @@ def signature(fn, constexprs: dict, dtype: str) -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    if os.environ.get("TRITON_INTERPRET") == "1":
-        print("error: unset TRITON_INTERPRET to compile for GPUs", file=sys.stderr)
-        return 2
-    import triton
-    from triton.backends.compiler import GPUTarget
+    from ...compile_check import compile_kernels
 
-    p = argparse.ArgumentParser(prog="python -m kernels.gla.triton.compile_check")
-    p.add_argument("--arch", type=int, nargs="+", default=[80, 90])
-    p.add_argument("--dtype", nargs="+", default=["bf16", "fp32"])
-    a = p.parse_args(argv)
-    failures = 0
-    for dtype in a.dtype:
-        for fn, constexprs in kernels(dtype):
-            for arch in a.arch:
-                sig = signature(fn, constexprs, dtype)
-                src = triton.compiler.ASTSource(fn=fn, signature=sig, constexprs=constexprs)
-                try:
-                    compiled = triton.compile(src, target=GPUTarget("cuda", arch, 32))
-                    status = f"ok ({len(compiled.asm['cubin'])} bytes of cubin)"
-                except Exception as err:  # report every kernel, then fail
-                    failures += 1
-                    status = f"FAILED: {str(err).splitlines()[0] if str(err) else type(err).__name__}"
-                bonus = " bonus" if constexprs.get("BONUS") else ""
-                print(f"triton {triton.__version__} sm_{arch} {dtype} {fn.__name__}{bonus}: {status}", flush=True)
-    return 1 if failures else 0
+    return compile_kernels("python -m kernels.gla.triton.compile_check", kernels, signature, argv)
 
 
 if __name__ == "__main__":

@@ -2,14 +2,14 @@
 strong decays, carried states, the single step, a hand-computed case, HGRN as a special case, errors."""
 from __future__ import annotations
 
-import itertools
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 from kernels.gla import BACKENDS, gla, gla_step, resolve_backend
-from kernels.testing import assert_close
+from kernels.testing import assert_close, gla_inputs, gla_run
+
 
 KINDS = ["vector", "fixed_vector", "scalar"]  # log_decay (B, H, S, DK), (H, DK), (H,)
 FORMS = [("chunkwise--torch", torch.float64), ("chunkwise--torch", torch.float32), ("recurrent--torch", torch.float32)]
@@ -22,32 +22,6 @@ FORM_IDS = ["chunkwise-fp64", "chunkwise-fp32", "recurrent-fp32"]
 # 1e-5 keeps ~5x headroom and still catches any real bug (a wrong decay power or a missed term is O(1e-2) or more).
 RATIO = {torch.float64: 1e-12, torch.float32: 1e-5}
 NAMES = ["q", "k", "v", "log_decay", "bonus", "initial_state"]
-
-
-def gla_inputs(B: int, H: int, S: int, DK: int, DV: int, kind: str = "vector", bonus: bool = False,
-               with_state: bool = False, seed: int = 0, min_log_decay: float | None = None) -> dict:
-    """float64 inputs; log_decay = -exp(N(-0.5, 1)) (RWKV-6's parametrization: a_t in ~(0.01, 1)) or, with
-    ``min_log_decay``, uniform in [min_log_decay, 0]."""
-    g = torch.Generator().manual_seed(seed)
-    rand = lambda *s: torch.randn(*s, generator=g, dtype=torch.float64)  # noqa: E731
-    shape = {"vector": (B, H, S, DK), "fixed_vector": (H, DK), "scalar": (H,)}[kind]
-    if min_log_decay is None:
-        log_decay = -torch.exp(rand(*shape) - 0.5)
-    else:
-        log_decay = torch.rand(*shape, generator=g, dtype=torch.float64) * min_log_decay
-    return {"q": rand(B, H, S, DK), "k": rand(B, H, S, DK), "v": rand(B, H, S, DV), "log_decay": log_decay,
-            "bonus": rand(H, DK) if bonus else None, "initial_state": rand(B, H, DK, DV) if with_state else None}
-
-
-def _run(backend: str, inputs: dict, dtype: torch.dtype, chunk: int = 16, scale=None):
-    """Output, last state and the gradients of every input under a loss on both with random weights."""
-    leaves = {n: None if t is None else t.to(dtype).clone().requires_grad_() for n, t in inputs.items()}
-    o, s = gla(leaves["q"], leaves["k"], leaves["v"], leaves["log_decay"], bonus=leaves["bonus"], scale=scale,
-               initial_state=leaves["initial_state"], backend=backend, chunk_size=chunk, return_last_state=True)
-    g = torch.Generator().manual_seed(1)
-    loss = sum((t * torch.randn(t.shape, generator=g, dtype=torch.float64).to(t.dtype)).sum() for t in (o, s))
-    loss.backward()
-    return {"o": o, "S_T": s, **{"d" + n: t.grad for n, t in leaves.items() if t is not None}}
 
 
 def _compare(ref: dict, out: dict, ratio: float, label: str = ""):
@@ -65,8 +39,8 @@ def test_form_matches_float64_recurrent_reference(form, kind, bonus, with_state,
     """B 2, H 3, DK 6 != DV 5, chunk 16: S below, at a partial and across several chunks."""
     backend, dtype = form
     inputs = gla_inputs(2, 3, S, 6, 5, kind, bonus, with_state)
-    ref = _run("recurrent--torch", inputs, torch.float64)
-    out = _run(backend, inputs, dtype)
+    ref = gla_run("recurrent--torch", inputs, torch.float64)
+    out = gla_run(backend, inputs, dtype)
     assert out["o"].dtype == dtype and out["S_T"].dtype == dtype
     assert len(out) == 6 + bonus + with_state  # o, S_T, dq, dk, dv, dlog_decay (+ dbonus, dinitial_state)
     _compare(ref, out, RATIO[dtype], f"{backend} {dtype}")
@@ -81,8 +55,8 @@ def test_strong_decays_stay_finite_and_accurate(kind, bonus, chunk):
     inputs = gla_inputs(1, 2, 100, 8, 4, kind, bonus, with_state=True, seed=3, min_log_decay=-20.0)
     flat = inputs["log_decay"].view(-1)
     flat[::3], flat[1::5] = -20.0, 0.0
-    ref = _run("recurrent--torch", inputs, torch.float64, chunk)
-    out = _run("chunkwise--torch", inputs, torch.float32, chunk)
+    ref = gla_run("recurrent--torch", inputs, torch.float64, chunk)
+    out = gla_run("chunkwise--torch", inputs, torch.float32, chunk)
     assert all(torch.isfinite(t).all() for t in out.values())
     _compare(ref, out, RATIO[torch.float32], f"{kind} strong")
 
@@ -95,8 +69,8 @@ def test_weak_decays_after_strong_ones_in_a_chunk_keep_float32_precision():
     inputs = gla_inputs(1, 2, 128, 8, 4, "vector", with_state=True)
     pattern = torch.where(torch.arange(128) % 64 < 48, -20.0, -0.01).to(torch.float64)
     inputs["log_decay"] = pattern.view(1, 1, 128, 1).expand(1, 2, 128, 8).clone()
-    ref = _run("recurrent--torch", inputs, torch.float64, 64)
-    out = _run("chunkwise--torch", inputs, torch.float32, 64)
+    ref = gla_run("recurrent--torch", inputs, torch.float64, 64)
+    out = gla_run("chunkwise--torch", inputs, torch.float32, 64)
     _compare(ref, out, RATIO[torch.float32], "strong-then-weak")
 
 

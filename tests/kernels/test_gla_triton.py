@@ -15,7 +15,8 @@ import pytest
 import torch
 
 from kernels.gla import BACKENDS, gla, resolve_backend
-from kernels.testing import assert_close
+from kernels.testing import assert_close, gla_inputs, gla_run
+
 
 pytestmark = pytest.mark.skipif("chunkwise--triton" not in BACKENDS, reason="triton is not installed")
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,33 +33,9 @@ RATIO = 1e-5
 RATIO64 = 1e-12
 
 
-def gla_inputs(B, H, S, DK, DV, kind="vector", bonus=False, with_state=False, seed=0, min_log_decay=None):
-    """float64 inputs; log_decay = -exp(N(-0.5, 1)) (RWKV-6's a_t in ~(0.01, 1)) or uniform in [min_log_decay, 0]."""
-    g = torch.Generator().manual_seed(seed)
-    rand = lambda *s: torch.randn(*s, generator=g, dtype=torch.float64)  # noqa: E731
-    shape = {"vector": (B, H, S, DK), "fixed_vector": (H, DK), "scalar": (H,)}[kind]
-    if min_log_decay is None:
-        log_decay = -torch.exp(rand(*shape) - 0.5)
-    else:
-        log_decay = torch.rand(*shape, generator=g, dtype=torch.float64) * min_log_decay
-    return {"q": rand(B, H, S, DK), "k": rand(B, H, S, DK), "v": rand(B, H, S, DV), "log_decay": log_decay,
-            "bonus": rand(H, DK) if bonus else None, "initial_state": rand(B, H, DK, DV) if with_state else None}
-
-
-def _run(backend, inputs, dtype, chunk=16, scale=None):
-    """Output, last state and the gradient of every input under a loss on both with random weights."""
-    leaves = {n: None if t is None else t.to(dtype).clone().requires_grad_() for n, t in inputs.items()}
-    o, s = gla(*(leaves[n] for n in NAMES[:4]), bonus=leaves["bonus"], scale=scale,
-               initial_state=leaves["initial_state"], backend=backend, chunk_size=chunk, return_last_state=True)
-    g = torch.Generator().manual_seed(1)
-    loss = sum((t.double() * torch.randn(t.shape, generator=g, dtype=torch.float64)).sum() for t in (o, s))
-    loss.backward()
-    return {"o": o, "S_T": s, **{"d" + n: t.grad for n, t in leaves.items() if t is not None}}
-
-
 def _compare(inputs, chunk=16, dtype=torch.float32, ratio=RATIO, label=""):
-    ref = _run("recurrent--torch", inputs, torch.float64, chunk)
-    out = _run("chunkwise--triton", inputs, dtype, chunk)
+    ref = gla_run("recurrent--torch", inputs, torch.float64, chunk)
+    out = gla_run("chunkwise--triton", inputs, dtype, chunk)
     assert out.keys() == ref.keys()
     for name in ref:
         assert_close(f"{label} {name}", ref[name], out[name], ratio)
@@ -156,8 +133,8 @@ def test_bf16_inputs_with_float32_states():
     own 2^-8 rounding (and the TF32 products of half inputs ~2^-11): 1e-2."""
     inputs = gla_inputs(1, 2, 33, 16, 16, "vector", bonus=True, with_state=True)
     rounded = {n: t.to(torch.bfloat16).double() for n, t in inputs.items()}
-    ref = _run("recurrent--torch", rounded, torch.float64)
-    out = _run("chunkwise--triton", rounded, torch.bfloat16)
+    ref = gla_run("recurrent--torch", rounded, torch.float64)
+    out = gla_run("chunkwise--triton", rounded, torch.bfloat16)
     assert out["o"].dtype == torch.bfloat16 and out["S_T"].dtype == torch.float32
     assert out["dq"].dtype == torch.bfloat16 and out["dlog_decay"].dtype == torch.bfloat16
     for name in ref:
@@ -219,8 +196,8 @@ def test_gpu_matches_the_reference(case, dtype):
     B, H, S, DK, DV, chunk, kind, bonus = case
     inputs = gla_inputs(B, H, S, DK, DV, kind, bonus, with_state=True, min_log_decay=-20.0)
     cuda = {n: None if t is None else t.cuda() for n, t in inputs.items()}
-    ref = _run("chunkwise--torch", cuda, torch.float64, 64)
-    out = _run("chunkwise--triton", cuda, dtype, chunk)
+    ref = gla_run("chunkwise--torch", cuda, torch.float64, 64)
+    out = gla_run("chunkwise--triton", cuda, dtype, chunk)
     ratio = 1e-4 if dtype == torch.float32 else 2e-2
     for name in ref:
         assert_close(name, ref[name], out[name], ratio)

@@ -102,6 +102,33 @@ class ResidualBlock(nn.Module):
         return x, state
 
 
+class PreNormBlock(nn.Module):
+    """Pre-norm block of the Transformers and the linear-attention baselines: ``x += mixer(norm1(x))``, then
+    ``x += mlp(norm2(x))``. The mixer maps ``(x (B, S, D), state) -> (y, state)`` (a KV cache, a recurrent state)."""
+
+    def __init__(self, norm1: nn.Module, mixer: nn.Module, norm2: nn.Module, mlp: nn.Module, dropout: float = 0.0):
+        super().__init__()
+        self.norm1, self.mixer, self.norm2, self.mlp = norm1, mixer, norm2, mlp
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, state: Any = None) -> tuple[torch.Tensor, Any]:
+        y, state = self.mixer(self.norm1(x), state)
+        x = x + self.dropout(y)
+        return x + self.dropout(self.mlp(self.norm2(x))), state
+
+
+class SwiGLU(nn.Module):
+    """``down(silu(gate(x)) * up(x))``, no biases (Llama's MLP; flash-linear-attention's GatedMLP)."""
+
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.gate, self.up = nn.Linear(dim, hidden, bias=False), nn.Linear(dim, hidden, bias=False)
+        self.down = nn.Linear(hidden, dim, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down(F.silu(self.gate(x)) * self.up(x))
+
+
 class CausalConv1d(nn.Module):
     """Depthwise causal convolution over time with bias: x (B, S, C) -> (B, S, C).
 

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..backbone import Backbone
-from ..components import ResidualStack
+from ..components import PreNormBlock, ResidualStack, SwiGLU
 from ..config import BackboneConfig
 
 
@@ -72,29 +72,15 @@ class CausalSelfAttention(nn.Module):
         return self.out(y.transpose(1, 2).reshape(B, S, D)), (k, v)
 
 
-class _TransformerBlock(nn.Module):
-    """Pre-norm block: x += attn(norm(x)); x += mlp(norm(x))."""
-
-    def __init__(self, norm1: nn.Module, attn: CausalSelfAttention, norm2: nn.Module, mlp: nn.Module, dropout: float):
-        super().__init__()
-        self.norm1, self.attn, self.norm2, self.mlp = norm1, attn, norm2, mlp
-        self.dropout = nn.Dropout(dropout)
-
-    def forward(self, x: torch.Tensor, cache: Any = None) -> tuple[torch.Tensor, Any]:
-        y, cache = self.attn(self.norm1(x), cache)
-        x = x + self.dropout(y)
-        return x + self.dropout(self.mlp(self.norm2(x))), cache
-
-
 class _Transformer(Backbone):
     """Blocks, final norm; the state is the list of per-layer KV caches."""
 
-    def _init_blocks(self, blocks: list[_TransformerBlock], final_norm: nn.Module) -> None:
+    def _init_blocks(self, blocks: list[PreNormBlock], final_norm: nn.Module) -> None:
         self.stack = ResidualStack(blocks, final_norm)
         std = 0.02
         for name, p in self.named_parameters():
             if p.ndim == 2:  # GPT-2/3 init; residual output projections scaled by 1 / sqrt(2 * layers)
-                scale = 1 / math.sqrt(2 * len(blocks)) if name.endswith(("attn.out.weight", "mlp.down.weight")) else 1.0
+                scale = 1 / math.sqrt(2 * len(blocks)) if name.endswith(("mixer.out.weight", "mlp.down.weight")) else 1.0
                 nn.init.normal_(p, std=std * scale)
 
     def _positions(self, x: torch.Tensor, start: int) -> torch.Tensor:
@@ -103,16 +89,6 @@ class _Transformer(Backbone):
     def forward_state(self, x: torch.Tensor, state: Any = None) -> tuple[torch.Tensor, Any]:
         start = 0 if state is None else state[0][0].shape[2]  # tokens already in the KV caches
         return self.stack(self._positions(x, start), state)
-
-
-class SwiGLU(nn.Module):
-    def __init__(self, dim: int, hidden: int):
-        super().__init__()
-        self.gate, self.up = nn.Linear(dim, hidden, bias=False), nn.Linear(dim, hidden, bias=False)
-        self.down = nn.Linear(hidden, dim, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down(F.silu(self.gate(x)) * self.up(x))
 
 
 class GeLUMLP(nn.Module):
@@ -132,7 +108,7 @@ class Llama(_Transformer):
         c, D = config, config.embedding_dim
         hidden = c.mlp_hidden or int(math.ceil(8 * D / 3 / 64) * 64)
         self._init_blocks([
-            _TransformerBlock(nn.RMSNorm(D, eps=c.norm_eps), CausalSelfAttention(D, c.num_heads, False, c.dropout,
+            PreNormBlock(nn.RMSNorm(D, eps=c.norm_eps), CausalSelfAttention(D, c.num_heads, False, c.dropout,
                                                                                  c.rope_base),
                               nn.RMSNorm(D, eps=c.norm_eps), SwiGLU(D, hidden), c.dropout)
             for _ in range(c.num_blocks)], nn.RMSNorm(D, eps=c.norm_eps))
@@ -146,7 +122,7 @@ class GPT3(_Transformer):
         c, D = config, config.embedding_dim
         self.position = nn.Embedding(c.context_length, D)
         self._init_blocks([
-            _TransformerBlock(nn.LayerNorm(D), CausalSelfAttention(D, c.num_heads, True, c.dropout, None),
+            PreNormBlock(nn.LayerNorm(D), CausalSelfAttention(D, c.num_heads, True, c.dropout, None),
                               nn.LayerNorm(D), GeLUMLP(D, c.mlp_factor * D), c.dropout)
             for _ in range(c.num_blocks)], nn.LayerNorm(D))
         for name, p in self.named_parameters():

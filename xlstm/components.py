@@ -20,6 +20,17 @@ def wang_init_(weight: torch.Tensor, dim: int, num_blocks: int) -> torch.Tensor:
     return nn.init.normal_(weight, mean=0.0, std=2.0 / (max(num_blocks, 1) * math.sqrt(dim)))
 
 
+def gpt2_init_(model: nn.Module, num_blocks: int,
+               residual_outputs: tuple[str, ...] = ("mixer.out.weight", "mlp.down.weight")) -> None:
+    """GPT-2's init of every 2-D parameter of ``model``: normal with std 0.02, and 0.02 / sqrt(2 num_blocks) for the
+    residual output projections (names ending in ``residual_outputs``), so the residual stream's variance does not
+    grow with depth."""
+    for name, p in model.named_parameters():
+        if p.ndim == 2:
+            scale = 1 / math.sqrt(2 * num_blocks) if name.endswith(residual_outputs) else 1.0
+            nn.init.normal_(p, std=0.02 * scale)
+
+
 class LayerNorm(nn.Module):
     """LayerNorm with the weight parameterised as (1 + w), w initialised to 0, and an optional bias.
 

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..backbone import Backbone
-from ..components import PreNormBlock, ResidualStack, SwiGLU
+from ..components import PreNormBlock, ResidualStack, SwiGLU, gpt2_init_
 from ..config import BackboneConfig
 
 
@@ -77,11 +77,7 @@ class _Transformer(Backbone):
 
     def _init_blocks(self, blocks: list[PreNormBlock], final_norm: nn.Module) -> None:
         self.stack = ResidualStack(blocks, final_norm)
-        std = 0.02
-        for name, p in self.named_parameters():
-            if p.ndim == 2:  # GPT-2/3 init; residual output projections scaled by 1 / sqrt(2 * layers)
-                scale = 1 / math.sqrt(2 * len(blocks)) if name.endswith(("mixer.out.weight", "mlp.down.weight")) else 1.0
-                nn.init.normal_(p, std=std * scale)
+        gpt2_init_(self, len(blocks))
 
     def _positions(self, x: torch.Tensor, start: int) -> torch.Tensor:
         return x

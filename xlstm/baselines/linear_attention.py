@@ -1,0 +1,97 @@
+"""The backbone shared by the flash-linear-attention family of baselines (RetNet, GLA, HGRN, HGRN2).
+
+Layout (flash-linear-attention's ``models/<name>``, which the paper's RetNet/GLA/HGRN/HGRN2 runs used):
+pre-RMSNorm residual blocks ``x += mixer(RMSNorm(x)); x += SwiGLU(RMSNorm(x))`` with the SwiGLU hidden size
+``round_up(D * hidden_ratio * 2/3, 256)`` (2048 at D = 768, 2816 at D = 1024), a final RMSNorm, and GPT-2's
+init (normal std 0.02; each block's two residual output projections, ``mixer.out`` and ``mlp.down``, scaled by
+1 / sqrt(2 L)). Each model supplies only its mixer ``(x (B, S, D), state) -> (y, state)`` through ``make_mixer``.
+
+``GatedHeadNorm`` is the output path of RetNet and GLA: RMSNorm over each head's channels (one weight of the head
+size, shared by the heads) times swish(gate).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from kernels.gla import gla
+
+from ..backbone import Backbone
+from ..components import PreNormBlock, ResidualStack, SwiGLU, gpt2_init_
+from ..config import BackboneConfig, require
+
+
+def swiglu_hidden(dim: int, hidden_ratio: float = 4.0, multiple: int = 256) -> int:
+    """SwiGLU hidden size with the parameters of a ``hidden_ratio`` x MLP: D * ratio * 2/3, rounded up."""
+    return int(math.ceil(int(dim * hidden_ratio * 2 / 3) / multiple) * multiple)
+
+
+@dataclass
+class LinearAttentionConfig(BackboneConfig):
+    """Fields every flash-linear-attention-style model has; the models add their mixer's."""
+
+    hidden_ratio: float = 4.0  # SwiGLU width, see swiglu_hidden
+    mlp_hidden: Optional[int] = None  # an explicit SwiGLU width (None: swiglu_hidden(D, hidden_ratio))
+    norm_eps: float = 1e-6
+    gla_backend: str = "auto"  # kernels.gla form: auto | chunkwise--torch | recurrent--torch | chunkwise--triton
+    gla_chunk_size: int = 64
+
+    def check(self) -> None:
+        super().check()
+        require(self.hidden_ratio > 0, "hidden_ratio", "> 0", self.hidden_ratio)
+        require(self.mlp_hidden is None or self.mlp_hidden >= 1, "mlp_hidden", ">= 1 or null", self.mlp_hidden)
+        require(self.gla_chunk_size >= 1, "gla_chunk_size", ">= 1", self.gla_chunk_size)
+
+
+def head_split(dim: int, num_heads: int, what: str) -> int:
+    """The per-head size of ``dim`` channels, or one ValueError line when they do not divide."""
+    if dim % num_heads:
+        raise ValueError(f"{what}={dim} must be divisible by num_heads={num_heads}")
+    return dim // num_heads
+
+
+def run_gla(config: LinearAttentionConfig, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+            log_decay: torch.Tensor, state: torch.Tensor | None, **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
+    """The mixer's recurrence through ``kernels.gla`` with the config's form: (o, last state), continuing ``state``."""
+    return gla(q, k, v, log_decay, backend=config.gla_backend, chunk_size=config.gla_chunk_size,
+               initial_state=state, return_last_state=True, **kwargs)
+
+
+class GatedHeadNorm(nn.Module):
+    """o (B, S, H, DV), gate (B, S, H * DV) -> RMSNorm_per_head(o) * swish(gate), (B, S, H * DV)."""
+
+    def __init__(self, head_dim: int, eps: float):
+        super().__init__()
+        self.norm = nn.RMSNorm(head_dim, eps=eps)
+
+    def forward(self, o: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
+        return self.norm(o).flatten(-2) * F.silu(gate)
+
+
+class LinearAttentionBackbone(Backbone):
+    """Subclasses set ``config_class`` and implement ``make_mixer(layer) -> nn.Module``."""
+
+    def __init__(self, config: LinearAttentionConfig):
+        super().__init__(config)
+        D, L = config.embedding_dim, config.num_blocks
+        hidden = config.mlp_hidden or swiglu_hidden(D, config.hidden_ratio)
+        blocks = [PreNormBlock(nn.RMSNorm(D, eps=config.norm_eps), self.make_mixer(layer),
+                               nn.RMSNorm(D, eps=config.norm_eps), SwiGLU(D, hidden), config.dropout)
+                  for layer in range(L)]
+        self.stack = ResidualStack(blocks, nn.RMSNorm(D, eps=config.norm_eps))
+        gpt2_init_(self, L)
+        self.reset_mixer_parameters()
+
+    def make_mixer(self, layer: int) -> nn.Module:
+        raise NotImplementedError
+
+    def reset_mixer_parameters(self) -> None:
+        """Model-specific inits applied after the GPT-2 init (gate biases, decay parameters)."""
+
+    def forward_state(self, x: torch.Tensor, state: Any = None) -> tuple[torch.Tensor, Any]:
+        return self.stack(x, state)

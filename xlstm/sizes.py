@@ -7,6 +7,8 @@ baselines, which exist at the 350M class only. Every registered model adds vocab
 """
 from __future__ import annotations
 
+import math
+
 PAPER_VOCAB = 50304
 PAPER_CONTEXT = 2048
 SIZES = ("125M", "350M", "760M", "1.3B", "2.7B")
@@ -16,6 +18,16 @@ def _dims(table: dict[str, tuple]) -> dict[str, dict]:
     """(embedding_dim, num_blocks[, num_heads]) rows -> config fields."""
     names = ("embedding_dim", "num_blocks", "num_heads")
     return {size: dict(zip(names, row)) for size, row in table.items()}
+
+
+def _table7_ladder(heads) -> dict[str, dict]:
+    """The D / blocks ladder of RWKV-4 and HGRN2 in Table 7 (12 blocks at 125M, 24 above, 32 at 2.7B)."""
+    rows = {"125M": (768, 12), "350M": (1024, 24), "760M": (1536, 24), "1.3B": (2048, 24), "2.7B": (2560, 32)}
+    return _dims({size: (d, blocks, heads(d)) for size, (d, blocks) in rows.items()})
+
+
+def _llama_hidden(dim: int) -> int:
+    return int(math.ceil(8 * dim / 3 / 64) * 64)
 
 
 PAPER_SIZES: dict[str, dict[str, dict]] = {
@@ -33,6 +45,21 @@ PAPER_SIZES: dict[str, dict[str, dict]] = {
     # width 1024 with a non-gated GeLU feed-forward x4 (505.9M)
     "lstm": _dims({"350M": (1536, 24)}),
     "lstm_block": {"350M": dict(embedding_dim=1024, num_blocks=24, ffn_gated=False, ffn_proj_factor=4.0)},
+    # Table 7: RWKV-5/6 with head size 64, HGRN2 with expand ratio 128 (heads = D / 128). Its 2.7B rows print
+    # "2048 / 24", a typo: their counts (3194.7 / 3021.9 / 2795.4) need D 2560 and 32 blocks, the RWKV-4 layout.
+    "rwkv5": _table7_ladder(lambda d: d // 64),
+    "rwkv6": _table7_ladder(lambda d: d // 64),
+    "hgrn2": _table7_ladder(lambda d: d // 128),
+    # Table 1 gives these only at 350M (D 1024, 24 blocks; flash-linear-attention's head counts: RetNet 8, GLA 4);
+    # the other sizes take the same Table 7 ladder of D and blocks (not paper numbers: no counts to check them by).
+    # RetNet at 350M: value width 1 x D and Llama's 2752-wide SwiGLU give 431.8M (Table 1: 431); the library's
+    # default (value width 2 D, SwiGLU hidden ratio 2) gives 417.7M (see the README).
+    "retnet": {size: {**dims, "expand_v": 1.0, "mlp_hidden": _llama_hidden(dims["embedding_dim"])}
+               for size, dims in _table7_ladder(lambda d: 8).items()},
+    "gla": _table7_ladder(lambda d: 4),
+    "hgrn": _table7_ladder(lambda d: 1),
+    "h3": _table7_ladder(lambda d: 1),
+    "hyena": _table7_ladder(lambda d: 1),
 }
 
 
@@ -52,6 +79,9 @@ CPU_SIZES: dict[str, dict[str, dict]] = {
     "lstm": {f"w{d}": {"embedding_dim": d * 3 // 2, "num_blocks": 2, "num_heads": 1} for d in (64, 128, 192)},
     "lstm_block": {name: {**dims, "num_heads": 1, "ffn_gated": False, "ffn_proj_factor": 4.0}
                    for name, dims in _cpu_ladder(2, lambda d: 1).items()},
+    # the Baselines II models have the Transformers' block count at one width (as in Table 7) and a head size of 32
+    **{family: _cpu_ladder(2, lambda d: d // 32) for family in ("retnet", "gla", "hgrn2", "rwkv5", "rwkv6")},
+    **{family: _cpu_ladder(2, lambda d: 1) for family in ("hgrn", "h3", "hyena")},
 }
 
 

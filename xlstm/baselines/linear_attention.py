@@ -55,6 +55,19 @@ def head_split(dim: int, num_heads: int, what: str) -> int:
     return dim // num_heads
 
 
+def head_dims(dim: int, expand: float, num_heads: int, what: str) -> tuple[int, int]:
+    """(all-head width D * expand, per-head width), or one ValueError line when it is fractional or does not split."""
+    width = dim * expand
+    if width != int(width):
+        raise ValueError(f"embedding_dim * {what} = {dim} * {expand} = {width} must be a whole number of channels")
+    return int(width), head_split(int(width), num_heads, f"embedding_dim * {what}")
+
+
+def split_heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
+    """(B, S, H * DH) -> (B, H, S, DH)."""
+    return x.unflatten(-1, (num_heads, -1)).transpose(1, 2)
+
+
 def run_gla(config: LinearAttentionConfig, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
             log_decay: torch.Tensor, state: torch.Tensor | None, **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
     """The mixer's recurrence through ``kernels.gla`` with the config's form: (o, last state), continuing ``state``."""

@@ -11,9 +11,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .backbone import Backbone
+from .baselines.gla import GLA
+from .baselines.h3 import H3
+from .baselines.hgrn import HGRN, HGRN2
+from .baselines.hyena import Hyena
 from .baselines.lstm import LSTM, LSTMBlock
 from .baselines.mamba import Mamba
+from .baselines.retnet import RetNet
 from .baselines.rwkv4 import RWKV4
+from .baselines.rwkv5 import RWKV5
+from .baselines.rwkv6 import RWKV6
 from .baselines.transformer import GPT3, Llama
 from .config import BackboneConfig
 from .lm import LanguageModel
@@ -31,16 +38,26 @@ class ModelSpec:
     label: str
     family: str
     defaults: dict[str, Any] = field(default_factory=dict)
+    aliases: tuple[str, ...] = ()  # other names the paper gives the model (Figure 4 and 12 say "Retention")
 
 
-# The paper's row order: Transformers and state-space models, RNN baselines, then the xLSTMs.
+# The paper's row order: Transformers, state-space and long-convolution models, the linear-attention RNNs (Table 1's
+# order), the LSTM baselines, then the xLSTMs.
 MODELS: dict[str, ModelSpec] = {
     "llama": ModelSpec(Llama, "Llama", "llama"),
     "gpt3": ModelSpec(GPT3, "GPT-3", "gpt3"),
+    "h3": ModelSpec(H3, "H3", "h3"),
     "mamba": ModelSpec(Mamba, "Mamba", "mamba"),
     # a config variant of mamba: the MQAR experiments tie "Mamba" (Zoology's default) and keep this one untied
     "mamba_nowt": ModelSpec(Mamba, "Mamba (noWT)", "mamba", {"tie_embeddings": False}),
+    "hyena": ModelSpec(Hyena, "Hyena", "hyena"),
     "rwkv4": ModelSpec(RWKV4, "RWKV-4", "rwkv4"),
+    "rwkv5": ModelSpec(RWKV5, "RWKV-5", "rwkv5"),
+    "rwkv6": ModelSpec(RWKV6, "RWKV-6", "rwkv6"),
+    "retnet": ModelSpec(RetNet, "RetNet", "retnet", aliases=("Retention",)),
+    "hgrn": ModelSpec(HGRN, "HGRN", "hgrn"),
+    "gla": ModelSpec(GLA, "GLA", "gla"),
+    "hgrn2": ModelSpec(HGRN2, "HGRN2", "hgrn2"),
     "lstm_block": ModelSpec(LSTMBlock, "LSTM (Block)", "lstm_block"),
     "lstm": ModelSpec(LSTM, "LSTM", "lstm"),
     **{f"xlstm_{a}_{b}": ModelSpec(xLSTM, f"xLSTM[{a}:{b}]", "xlstm", {"ratio": [a, b]})
@@ -64,6 +81,15 @@ def model_spec(name: str) -> ModelSpec:
 def paper_label(name: str) -> str:
     """The paper's row label, e.g. "xlstm_7_1" -> "xLSTM[7:1]", "lstm_block" -> "LSTM (Block)"."""
     return model_spec(name).label
+
+
+def label_of_paper_name(paper_name: str) -> str:
+    """The registry's label for a model name as a paper table or figure prints it ("Retention" -> "RetNet");
+    names the registry does not know come back unchanged."""
+    for spec in MODELS.values():
+        if paper_name in spec.aliases:
+            return spec.label
+    return paper_name
 
 
 def row_order(name: str) -> int:

@@ -8,6 +8,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from xlstm.registry import label_of_paper_name
+
 from . import (DIVERGED_NOTE, Artefact, best_by_validation, cell, model_label, model_sort_key, panel_grid,
                provenance, save_figure, scale_of, variants)
 
@@ -26,7 +28,9 @@ def formal_languages(records: list[dict], paper_dir: Path) -> Artefact:
     table["task_label"] = [language[t].paper_name for t in table.task]
 
     paper = pd.read_csv(paper_dir / "fig12_formal_supplementary.csv")
-    lookup = {(m, t): (a, s) for m, t, a, s in zip(paper.model, paper.task, paper.scaled_acc_mean, paper.scaled_acc_std)}
+    paper_models = [label_of_paper_name(m) for m in paper.model]  # Figure 12's "Retention" is RetNet
+    lookup = {(m, t): (a, s) for m, t, a, s in zip(paper_models, paper.task, paper.scaled_acc_mean,
+                                                    paper.scaled_acc_std)}
     pairs = list(zip(table.model_label, table.task_label))
     table["paper_mean"] = [lookup.get(p, (np.nan, np.nan))[0] for p in pairs]
     table["paper_std"] = [lookup.get(p, (np.nan, np.nan))[1] for p in pairs]

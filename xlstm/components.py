@@ -21,14 +21,19 @@ def wang_init_(weight: torch.Tensor, dim: int, num_blocks: int) -> torch.Tensor:
 
 
 def gpt2_init_(model: nn.Module, num_blocks: int,
-               residual_outputs: tuple[str, ...] = ("mixer.out.weight", "mlp.down.weight")) -> None:
+               residual_outputs: tuple[str, ...] = ("mixer.out.weight", "mlp.down.weight"),
+               linear_only: bool = False) -> None:
     """GPT-2's init of every 2-D parameter of ``model``: normal with std 0.02, and 0.02 / sqrt(2 num_blocks) for the
     residual output projections (names ending in ``residual_outputs``), so the residual stream's variance does not
-    grow with depth."""
+    grow with depth. ``linear_only``: only nn.Linear weights, and their biases set to 0 (models whose other 2-D
+    parameters, SSM or filter parameters, keep their own inits)."""
+    linear_weights = {f"{m}.weight" if m else "weight" for m, mod in model.named_modules() if isinstance(mod, nn.Linear)}
     for name, p in model.named_parameters():
-        if p.ndim == 2:
+        if p.ndim == 2 and (not linear_only or name in linear_weights):
             scale = 1 / math.sqrt(2 * num_blocks) if name.endswith(residual_outputs) else 1.0
             nn.init.normal_(p, std=0.02 * scale)
+        elif linear_only and name.endswith("bias") and name[:-len("bias")] + "weight" in linear_weights:
+            nn.init.zeros_(p)
 
 
 class LayerNorm(nn.Module):

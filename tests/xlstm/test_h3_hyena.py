@@ -44,7 +44,7 @@ def test_h3_mixer_matches_the_diagonal_recurrence(d_state):
         for t in range(S):
             h = decay * h + b_bar * u[:, t, :, None]
             ys.append(2 * (C * h).sum(-1).real + m.skip * u[:, t])
-        ref = m.out_proj(q * torch.stack(ys, dim=1))
+        ref = m.out(q * torch.stack(ys, dim=1))
     assert_close("H3 mixer vs recurrence", ref, out, 1e-10)
 
 
@@ -64,7 +64,7 @@ def test_hyena_mixer_matches_a_direct_convolution():
         u, h, bias = v * x1, m.filter(S), m.filter.bias  # h (D, S)
         assert h.abs().max() > 1e-2, "the filter should matter in this test"
         y = torch.stack([sum(h[:, t - s] * u[:, s] for s in range(t + 1)) + bias * u[:, t] for t in range(S)], 1)
-        return m.out_proj(y * x0)
+        return m.out(y * x0)
 
     out = m(x)[0]
     (grad,) = torch.autograd.grad((out * cotangent).sum(), x)

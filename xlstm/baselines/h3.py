@@ -2,7 +2,7 @@
 
 Skeleton (``LongConvBackbone``): pre-LayerNorm residual blocks ``x += mixer(LN(x)); x += GeLUMLP(LN(x))`` (MLP width
 4D, biases), a final LayerNorm. Init as safari's ``_init_weights`` (GPT-2): every nn.Linear weight ~ N(0, 0.02), the
-residual out-projections (``mixer.out_proj``, ``mlp.down``) ~ N(0, 0.02 / sqrt(2 * num_blocks)), Linear biases 0;
+residual out-projections (``mixer.out``, ``mlp.down``) ~ N(0, 0.02 / sqrt(2 * num_blocks)), Linear biases 0;
 the SSM / filter parameters keep their own inits (below). ``num_heads`` is ignored (head_dim 1: one channel per head).
 
 H3 mixer, x (B, S, D) -> (B, S, D), after safari ``src/models/sequence/h3.py`` with head_dim 1:
@@ -36,7 +36,7 @@ from torch import nn
 
 from kernels.longconv import BACKENDS, causal_conv_last, long_conv
 from ..backbone import Backbone
-from ..components import PreNormBlock, ResidualStack
+from ..components import PreNormBlock, ResidualStack, gpt2_init_
 from ..config import BackboneConfig, require
 from .transformer import GeLUMLP
 
@@ -79,12 +79,7 @@ class LongConvBackbone(Backbone):
         D, n = config.embedding_dim, config.num_blocks
         self.stack = ResidualStack([PreNormBlock(nn.LayerNorm(D), make_mixer(), nn.LayerNorm(D), GeLUMLP(D, 4 * D),
                                                  config.dropout) for _ in range(n)], nn.LayerNorm(D))
-        for name, module in self.named_modules():
-            if isinstance(module, nn.Linear):
-                residual = name.endswith(("mixer.out_proj", "mlp.down"))
-                nn.init.normal_(module.weight, std=0.02 / math.sqrt(2 * n) if residual else 0.02)
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
+        gpt2_init_(self, n, linear_only=True)
 
     def forward_state(self, x: torch.Tensor, state: Any = None) -> tuple[torch.Tensor, Any]:
         return self.stack(x, state)
@@ -97,7 +92,7 @@ class H3Mixer(nn.Module):
         super().__init__()
         self.backend, half = backend, d_state // 2
         self.q_proj, self.k_proj, self.v_proj = (nn.Linear(dim, dim) for _ in range(3))
-        self.out_proj = nn.Linear(dim, dim)
+        self.out = nn.Linear(dim, dim)
         self.shift = nn.Parameter(torch.randn(dim, d_state))  # (D, N) FIR taps 0 .. N-1
         self.log_dt = nn.Parameter(torch.empty(dim).uniform_(math.log(1e-3), math.log(1e-1)))
         self.log_A_real = nn.Parameter(torch.full((dim, half), math.log(0.5)))
@@ -122,7 +117,7 @@ class H3Mixer(nn.Module):
         k_prefix, kv_prefix = state if state is not None else (None, None)
         k, k_prefix = conv_continue(k, k_prefix, self.shift_filter, None, self.backend)
         y, kv_prefix = conv_continue(k * v, kv_prefix, self.ssm_kernel, self.skip, self.backend)
-        return self.out_proj((q * y).transpose(1, 2)), (k_prefix, kv_prefix)
+        return self.out((q * y).transpose(1, 2)), (k_prefix, kv_prefix)
 
 
 class H3(LongConvBackbone):

@@ -93,7 +93,7 @@ class HyenaMixer(nn.Module):
         super().__init__()
         D = config.embedding_dim
         self.backend = config.conv_backend
-        self.in_proj, self.out_proj = nn.Linear(D, 3 * D), nn.Linear(D, D)
+        self.in_proj, self.out = nn.Linear(D, 3 * D), nn.Linear(D, D)
         self.short_conv = CausalConv1d(3 * D, config.short_conv)
         self.filter = HyenaFilter(D, config.context_length, config.filter_emb_dim, config.filter_order)
 
@@ -102,7 +102,7 @@ class HyenaMixer(nn.Module):
         z, conv_state = self.short_conv(self.in_proj(x), conv_state)  # (B, S, 3D)
         x0, x1, v = z.transpose(1, 2).chunk(3, dim=1)  # (B, D, S) each
         y, prefix = conv_continue(v * x1, prefix, self.filter, self.filter.bias, self.backend)
-        return self.out_proj((y * x0).transpose(1, 2)), (conv_state, prefix)
+        return self.out((y * x0).transpose(1, 2)), (conv_state, prefix)
 
 
 class Hyena(LongConvBackbone):

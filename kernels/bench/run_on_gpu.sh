@@ -10,7 +10,7 @@ fi
 export PYTHONPATH=$PWD:${PYTHONPATH:-}
 unset TRITON_INTERPRET
 python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__, torch.cuda.get_device_name(0))" || exit 1
-timeout 240 python3 -m pytest tests/kernels -m gpu -q -p no:cacheprovider -o addopts="" 2>&1 | tail -25
+timeout 300 python3 -m pytest tests/kernels tests/xlstm -m gpu -q -p no:cacheprovider -o addopts="" 2>&1 | tail -25
 timeout 300 python3 -m kernels.bench mlstm 2>&1 | tail -5
 timeout 200 python3 -m kernels.bench slstm --batch 16 64 256 2>&1 | tail -5
 # language models: training tokens/s of the 125M models at context 2048 (bf16, full optimizer steps)

@@ -218,7 +218,7 @@ def test_paper_scale_refuses_the_cpu_unless_asked(tmp_path):
 
     cfg, grid = check_command(["experiment=formal_languages", "scale=paper"])
     runs, line = grid_summary(grid, cfg)
-    assert runs == 8 * 15 * 2 * 3 and "720 runs" in line and "100000 steps" in line
+    assert runs == 12 * 15 * 2 * 3 and "1080 runs" in line and "100000 steps" in line  # Figure 4: 12 models
     with pytest.raises(SuiteError, match="scale.allow_cpu=true"):
         refuse_paper_scale_on_cpu(cfg, runs)
     cfg, _ = check_command(["experiment=formal_languages", "scale=paper", "scale.allow_cpu=true"])

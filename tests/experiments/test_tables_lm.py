@@ -34,12 +34,20 @@ def test_table1_picks_the_lowest_validation_perplexity_and_lists_every_paper_row
     assert row.best_lr == 3e-3 and row.val_ppl == 20.0 and row.test_ppl_mean == 21.0
     md = artefact.markdown
     assert "| xLSTM[1:0] | 1.00 (409) | 20.00 (13.43) | 21.00 | 1,280 | 1,000 | 500 |" in md
-    assert "| GLA | – (412) | not built (16.15) |" in md  # a paper model the suite does not have yet
-    assert "| GPT-3 | – (356) | not run (14.26) |" in md  # registered, not in these records
+    assert "| GLA | – (412) | not run (16.15) |" in md  # registered, not in these records
+    assert "| GPT-3 | – (356) | not run (14.26) |" in md
+    assert "| not built (" not in md  # every model of Table 1 is registered
     assert "| Mamba |" in md and "diverged" in md.split("| Mamba |")[1].splitlines()[0]
     for name, draw in artefact.figures.items():
         draw(tmp_path / name)
         assert (tmp_path / name).stat().st_size > 1000
+
+
+def test_a_paper_model_the_suite_does_not_have_is_listed_as_not_built(tmp_path):
+    table1 = (PAPER / "table1_slimpajama15b.csv").read_text()
+    (tmp_path / "table1_slimpajama15b.csv").write_text(table1 + "S4,400,20.00,20.00,hand-made row,\n")
+    md = slimpajama([_record("llama", 1e-3, 25.0)], tmp_path).markdown
+    assert "| S4 | – (400) | not built (20.00) |" in md
 
 
 def test_table3_is_a_size_ladder_with_the_paper_beside_it(tmp_path):

@@ -67,8 +67,11 @@ MODELS: dict[str, ModelSpec] = {
 
 def canonical_name(name: str) -> str:
     """The registry key for either spelling people type: "xlstm[7:1]", "xLSTM[7:1]" and "xlstm_7_1" all give
-    "xlstm_7_1"; "Llama" gives "llama". Unknown names raise ValueError listing the valid ones."""
+    "xlstm_7_1"; "Llama" gives "llama"; the paper's labels and aliases work too ("RWKV-6", "LSTM (Block)",
+    "Retention"). Unknown names raise ValueError listing the valid ones."""
     key = re.sub(r"^xlstm\[(\d+):(\d+)\]$", r"xlstm_\1_\2", str(name).strip().lower())
+    if key not in MODELS:
+        key = next((k for k, spec in MODELS.items() if key in {n.lower() for n in (spec.label, *spec.aliases)}), key)
     if key not in MODELS:
         raise ValueError(f"unknown model {name!r}; valid models: {', '.join(MODELS)}")
     return key

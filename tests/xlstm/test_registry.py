@@ -24,6 +24,12 @@ def test_both_spellings_name_one_entry(spelling):
     assert xlstm.paper_label(spelling) == "xLSTM[7:1]"
 
 
+@pytest.mark.parametrize("label, key", [("RWKV-6", "rwkv6"), ("LSTM (Block)", "lstm_block"), ("Retention", "retnet"),
+                                        ("mamba (noWT)", "mamba_nowt"), ("HGRN2", "hgrn2")])
+def test_the_papers_labels_name_their_entries(label, key):
+    assert xlstm.canonical_name(label) == key
+
+
 def test_unknown_names_list_the_valid_ones():
     for bad in ("xlstm[2:1]", "nope", "xlstm_7_1x"):
         with pytest.raises(ValueError, match="valid models: llama"):

@@ -63,13 +63,15 @@ def record_path(results_dir: str | Path, experiment: str | None, scale: str, rid
     return experiment_dir(results_dir, experiment, scale) / "runs" / f"{rid}.json"
 
 
-def git_commit() -> tuple[str, bool]:
-    """(commit, dirty) of the checkout the suite runs from; ("unknown", False) outside git."""
+def git_commit(root: Path = ROOT) -> tuple[str, bool]:
+    """(commit, dirty) of the checkout the suite runs from; ("unknown", False) outside git. Dirty means a tracked
+    file outside ``results/`` differs from the commit: a grid that rebuilds its committed table at the end does not
+    mark the runs after it (in the same checkout) as run on changed code."""
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
                                 check=True).stdout.strip()
-        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                                    capture_output=True, text=True).stdout.strip())
+        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                     ":(exclude)results"], cwd=root, capture_output=True, text=True).stdout.strip())
         return commit, dirty
     except (OSError, subprocess.CalledProcessError):
         return "unknown", False

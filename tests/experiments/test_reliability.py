@@ -267,3 +267,25 @@ def test_the_multirun_kill_keeps_finished_records_and_rerun_skips_them(tmp_path)
     assert len(list(runs.glob("*.json"))) == 3
     assert {name: (runs / name).stat().st_mtime_ns for name in kept} == kept  # untouched
     assert (rerun.stdout + rerun.stderr).count("skip ") == len(kept)
+
+
+def test_records_call_a_checkout_dirty_for_code_changes_not_for_rebuilt_results(tmp_path):
+    import subprocess
+
+    from experiments.results import git_commit
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "table.md").write_text("old\n")
+    (tmp_path / "model.py").write_text("x = 1\n")
+    git("init", "-q")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "c")
+    assert git_commit(tmp_path)[1] is False
+    (tmp_path / "results" / "table.md").write_text("rebuilt by a grid\n")
+    (tmp_path / "new_untracked.txt").write_text("")
+    assert git_commit(tmp_path)[1] is False
+    (tmp_path / "model.py").write_text("x = 2\n")
+    assert git_commit(tmp_path)[1] is True

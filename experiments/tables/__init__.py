@@ -47,9 +47,31 @@ def panel_grid(count: int, cols: int, size: tuple[float, float]) -> tuple[plt.Fi
     return fig, list(axes.flat)[:count]
 
 
+def model_color(label: str) -> tuple:
+    """One colour per model in every figure (tab20, 19 registered models): the strong shades go to the models from
+    the end of the row order (the xLSTMs, LSTMs and linear-attention RNNs), the light ones to the rest; a label with
+    a variant ("xLSTM[1:0] [full]") takes its model's colour."""
+    from xlstm import MODELS
+
+    order = [model_label(name) for name in reversed(MODELS)]
+    base = label.split(" [")[0]
+    i = order.index(base) if base in order else len(order)
+    return plt.get_cmap("tab20")(2 * i if i < 10 else 2 * (i - 10) + 1)
+
+
+def legend_beside(fig: plt.Figure, axes: list) -> None:
+    """One legend for all panels, right of them (each label once, in plotting order)."""
+    entries = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            entries.setdefault(label, handle)
+    fig.legend(list(entries.values()), list(entries), loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7)
+
+
 def save_figure(fig: plt.Figure, path: Path) -> None:
     fig.tight_layout()
-    fig.savefig(path, dpi=120, metadata=PNG_METADATA)
+    # a figure-level legend sits outside the panels: widen the saved area to hold it
+    fig.savefig(path, dpi=120, metadata=PNG_METADATA, bbox_inches="tight" if fig.legends else None)
     plt.close(fig)
 
 

@@ -15,8 +15,8 @@ import pandas as pd
 
 from xlstm import MODELS
 
-from . import (DIVERGED_NOTE, Artefact, best_by_validation, cell, model_label, model_sort_key, panel_grid, provenance,
-               save_figure, scale_of, variants)
+from . import (DIVERGED_NOTE, Artefact, best_by_validation, cell, model_color, model_label,
+               model_sort_key, panel_grid, provenance, save_figure, scale_of, variants)
 
 AXES = ["model.name", "model_size"]
 EXTRA = ("test_ppl", "tokens_seen", "tokens_per_s", "peak_memory_mb", "params_m")
@@ -53,13 +53,6 @@ def _best(runs: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     return table
 
 
-def _color(label: str) -> str:
-    """One colour per model across every panel: the model's place in the paper's row order."""
-    order = [model_label(name) for name in MODELS]
-    base = label.split(" [")[0]
-    return f"C{order.index(base) % 10}" if base in order else "C9"
-
-
 def _paper(paper_dir: Path, name: str) -> pd.DataFrame:
     path = paper_dir / name
     return pd.read_csv(path) if path.exists() else pd.DataFrame()
@@ -68,7 +61,7 @@ def _paper(paper_dir: Path, name: str) -> pd.DataFrame:
 def _run_label(record: dict) -> tuple[str, str]:
     """(legend label, colour) of a language-model run: the model, with its size where the grid has several."""
     label, size = model_label(record["model"]), record["config"].get("model_size")
-    return label + (f" {size}" if size else ""), _color(label)
+    return label + (f" {size}" if size else ""), model_color(label)
 
 
 def plot_curves(records: list[dict], path: Path, title: str, label_of=_run_label, sort_key=None) -> None:
@@ -168,7 +161,7 @@ def _scaling_plot(table: pd.DataFrame, paper: pd.DataFrame, scale: str, path: Pa
     for ax, data, title in panels:
         for label in dict.fromkeys(data.model_label):
             line = data[data.model_label == label].sort_values("params")
-            ax.plot(line.params, line.ppl, marker="o", label=label, color=_color(label))
+            ax.plot(line.params, line.ppl, marker="o", label=label, color=model_color(label))
         ax.set_xscale("log")
         ax.set_xlabel("parameters (M)")
         ax.set_ylabel("validation perplexity")
@@ -217,7 +210,7 @@ def _extrapolation_plot(table: pd.DataFrame, records: list[dict], lengths: list[
     fig, (left, right) = panel_grid(2, 2, (4.8, 3.6))
     for label in dict.fromkeys(table.model_label):
         line = table[table.model_label == label].sort_values("length")
-        left.plot(line.length, line.ppl_mean, marker="o", label=label, color=_color(label))
+        left.plot(line.length, line.ppl_mean, marker="o", label=label, color=model_color(label))
     longest = lengths[-1]
     for r in sorted(records, key=lambda r: model_sort_key(r["model"])):
         if r["status"] != "finished":
@@ -226,7 +219,7 @@ def _extrapolation_plot(table: pd.DataFrame, records: list[dict], lengths: list[
                          if k.startswith(f"nll@{longest}/pos"))
         if buckets:
             right.plot([b for b, _ in buckets], [v for _, v in buckets], marker=".", label=model_label(r["model"]),
-                       color=_color(model_label(r["model"])))
+                       color=model_color(model_label(r["model"])))
     for ax in (left, right):
         ax.set_xscale("log", base=2)
         ax.legend(fontsize=7)

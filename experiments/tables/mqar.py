@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import (DIVERGED_NOTE, Artefact, best_by_validation, cell, model_label, model_sort_key, panel_grid, provenance,
-               save_figure, scale_of, variants)
+from . import (DIVERGED_NOTE, Artefact, best_by_validation, cell, legend_beside, model_color, model_label,
+               model_sort_key, panel_grid, provenance, save_figure, scale_of, variants)
 
 AXES = ["model.name", "model.embedding_dim", "task.context_length", "task.num_kv_pairs"]
 
@@ -88,14 +88,14 @@ def _plot(table: pd.DataFrame, settings: list[tuple[int, int, int]], path: Path)
         sub = table[(table.context == context) & (table.pairs == pairs) & (table.eval_context == eval_context)]
         for label in dict.fromkeys(sub.model_label):
             line = sub[sub.model_label == label].sort_values("width")
-            ax.plot(line.width, line.val_acc_mean, marker="o", label=label)
+            ax.plot(line.width, line.val_acc_mean, marker="o", label=label, color=model_color(label))
         ax.set_xscale("log", base=2)
         ax.set_ylim(-0.05, 1.05)
         ax.set_title(f"T={context}, K={pairs}" + (f", eval T={eval_context}" if eval_context != context else ""),
                      fontsize=9)
         ax.set_xlabel("model dimension", fontsize=8)
         ax.set_ylabel("validation accuracy", fontsize=8)
-        ax.legend(fontsize=6)
+    legend_beside(fig, axes)
     save_figure(fig, path)
 
 

@@ -212,3 +212,14 @@ def test_gla_models_on_the_triton_kernel_match_the_torch_form(name):
     assert_close("logits", outs["chunkwise--torch"][0], outs["chunkwise--triton"][0], 1e-4)
     for a, b in zip(outs["chunkwise--torch"][1], outs["chunkwise--triton"][1]):
         assert_close("grad", a, b, 1e-3)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_every_model_builds_at_each_of_its_paper_sizes(name):
+    """On the meta device: every size the family has (xlstm.sizes), each a few hundred million to billions."""
+    from xlstm.sizes import PAPER_SIZES
+
+    sizes = PAPER_SIZES[xlstm.MODELS[name].family]
+    assert sizes, name
+    counts = [count(name, size) / 1e6 for size in sizes]
+    assert counts == sorted(counts) and 100 < counts[0] and counts[-1] < 3300, counts

@@ -24,8 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .linear_attention import (GatedHeadNorm, LinearAttentionBackbone, LinearAttentionConfig, head_dims, run_gla,
-                               split_heads)
+from .linear_attention import GatedOutputMixer, LinearAttentionBackbone, LinearAttentionConfig, run_gla, split_heads
 from ..config import require
 
 
@@ -45,32 +44,23 @@ class GLAConfig(LinearAttentionConfig):
         require(self.gate_low_rank_dim >= 1, "gate_low_rank_dim", ">= 1", self.gate_low_rank_dim)
 
 
-class GatedLinearAttention(nn.Module):
+class GatedLinearAttention(GatedOutputMixer):
     """(x (B, S, D), state (B, H, DK, DV) or None) -> (y (B, S, D), state)."""
 
     def __init__(self, config: GLAConfig):
-        super().__init__()
-        D, H = config.embedding_dim, config.num_heads
-        key_dim, self.head_k = head_dims(D, config.expand_k, H, "expand_k")
-        value_dim, head_v = head_dims(D, config.expand_v, H, "expand_v")
-        self.config, self.num_heads = config, H
-        self.q_proj, self.k_proj = nn.Linear(D, key_dim, bias=False), nn.Linear(D, key_dim, bias=False)
-        self.v_proj, self.g_proj = nn.Linear(D, value_dim, bias=False), nn.Linear(D, value_dim, bias=False)
-        self.gk_proj = nn.Sequential(nn.Linear(D, config.gate_low_rank_dim, bias=False),
-                                     nn.Linear(config.gate_low_rank_dim, key_dim, bias=True))
-        self.norm = GatedHeadNorm(head_v, config.norm_eps)
-        self.out = nn.Linear(value_dim, D, bias=False)
+        super().__init__(config)
+        self.gk_proj = nn.Sequential(nn.Linear(config.embedding_dim, config.gate_low_rank_dim, bias=False),
+                                     nn.Linear(config.gate_low_rank_dim, self.key_dim, bias=True))
 
     def forward(self, x: torch.Tensor, state: Any = None) -> tuple[torch.Tensor, Any]:
         H = self.num_heads
-        q, k = split_heads(self.q_proj(x), H), split_heads(self.k_proj(x), H)  # (B, H, S, DK)
-        v = split_heads(self.v_proj(x), H)  # (B, H, S, DV)
+        q, k, v = self.qkv(x)  # (B, H, S, DK), (B, H, S, DK), (B, H, S, DV)
         # log decays in float32 at least (bf16 would round them to 3 digits); the op computes in float32 anyway
         logits = self.gk_proj(x)
         gk = F.logsigmoid(logits.to(torch.promote_types(logits.dtype, torch.float32)))
         gk = split_heads(gk / self.config.gate_logit_normalizer, H)  # (B, H, S, DK), <= 0
         o, state = run_gla(self.config, q, k, v, gk, state, scale=self.head_k ** -0.5)
-        return self.out(self.norm(o.transpose(1, 2), self.g_proj(x))), state  # norm: (B, S, H, DV) -> (B, S, H*DV)
+        return self.output(o, x), state
 
 
 class GLA(LinearAttentionBackbone):

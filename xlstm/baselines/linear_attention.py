@@ -86,6 +86,31 @@ class GatedHeadNorm(nn.Module):
         return self.norm(o).flatten(-2) * F.silu(gate)
 
 
+class GatedOutputMixer(nn.Module):
+    """The projections RetNet and GLA share, none with bias: q, k (D -> D * expand_k), v and the output gate g
+    (D -> D * expand_v), the gated head norm and ``out`` (D * expand_v -> D); H = num_heads heads of
+    DK = D * expand_k / H and DV = D * expand_v / H. Subclasses add their decay and write ``forward``."""
+
+    def __init__(self, config: LinearAttentionConfig):
+        super().__init__()
+        D, H = config.embedding_dim, config.num_heads
+        self.key_dim, self.head_k = head_dims(D, config.expand_k, H, "expand_k")
+        value_dim, head_v = head_dims(D, config.expand_v, H, "expand_v")
+        self.config, self.num_heads = config, H
+        self.q_proj, self.k_proj = nn.Linear(D, self.key_dim, bias=False), nn.Linear(D, self.key_dim, bias=False)
+        self.v_proj, self.g_proj = nn.Linear(D, value_dim, bias=False), nn.Linear(D, value_dim, bias=False)
+        self.norm = GatedHeadNorm(head_v, config.norm_eps)
+        self.out = nn.Linear(value_dim, D, bias=False)
+
+    def qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """x (B, S, D) -> q, k (B, H, S, DK), v (B, H, S, DV)."""
+        return tuple(split_heads(proj(x), self.num_heads) for proj in (self.q_proj, self.k_proj, self.v_proj))
+
+    def output(self, o: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """o (B, H, S, DV), the mixer's input x (B, S, D) -> out(RMSNorm_head(o) * swish(g_proj(x))), (B, S, D)."""
+        return self.out(self.norm(o.transpose(1, 2), self.g_proj(x)))
+
+
 class LinearAttentionBackbone(Backbone):
     """Subclasses set ``config_class`` and implement ``make_mixer(layer) -> nn.Module``."""
 

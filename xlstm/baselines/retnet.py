@@ -23,8 +23,7 @@ from torch import nn
 
 from kernels.gla.recurrent import compute_dtype
 
-from .linear_attention import (GatedHeadNorm, LinearAttentionBackbone, LinearAttentionConfig, head_dims, run_gla,
-                               split_heads)
+from .linear_attention import GatedOutputMixer, LinearAttentionBackbone, LinearAttentionConfig, run_gla
 from .transformer import rotary
 from ..config import require
 
@@ -43,22 +42,14 @@ class RetNetConfig(LinearAttentionConfig):
             require(getattr(self, key) > 0, key, "> 0", getattr(self, key))
 
 
-class MultiScaleRetention(nn.Module):
+class MultiScaleRetention(GatedOutputMixer):
     """(x (B, S, D), state (positions so far, gla state (B, H, DK, DV)) or None) -> (y (B, S, D), state)."""
 
     def __init__(self, config: RetNetConfig):
-        super().__init__()
-        D, H = config.embedding_dim, config.num_heads
-        key_dim, self.head_k = head_dims(D, config.expand_k, H, "expand_k")
-        value_dim, head_v = head_dims(D, config.expand_v, H, "expand_v")
+        super().__init__(config)
         if self.head_k % 2:  # rotate-half RoPE pairs the two halves of each head's key channels
             raise ValueError(f"RetNet's RoPE needs an even key size per head, got embedding_dim * expand_k / "
-                             f"num_heads = {key_dim} / {H} = {self.head_k}")
-        self.config, self.num_heads = config, H
-        self.q_proj, self.k_proj = nn.Linear(D, key_dim, bias=False), nn.Linear(D, key_dim, bias=False)
-        self.v_proj, self.g_proj = nn.Linear(D, value_dim, bias=False), nn.Linear(D, value_dim, bias=False)
-        self.norm = GatedHeadNorm(head_v, config.norm_eps)
-        self.out = nn.Linear(value_dim, D, bias=False)
+                             f"num_heads = {self.key_dim} / {self.num_heads} = {self.head_k}")
 
     def log_decay(self, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
         """log gamma_h (H,), fixed, not trained: head h keeps ~2^(5 + h) positions (32 .. 4096 at H = 8). Computed
@@ -67,13 +58,11 @@ class MultiScaleRetention(nn.Module):
 
     def forward(self, x: torch.Tensor, state: Any = None) -> tuple[torch.Tensor, Any]:
         start, gla_state = (0, None) if state is None else state
-        H, base = self.num_heads, self.config.rope_base
-        q = rotary(split_heads(self.q_proj(x), H), start, base)  # (B, H, S, DK)
-        k = rotary(split_heads(self.k_proj(x), H), start, base)
-        v = split_heads(self.v_proj(x), H)  # (B, H, S, DV)
-        o, gla_state = run_gla(self.config, q, k, v, self.log_decay(compute_dtype(x.dtype), x.device), gla_state, scale=self.head_k ** -0.5)
-        y = self.out(self.norm(o.transpose(1, 2), self.g_proj(x)))  # norm: (B, S, H, DV) -> (B, S, H * DV)
-        return y, (start + x.shape[1], gla_state)
+        q, k, v = self.qkv(x)  # (B, H, S, DK), (B, H, S, DK), (B, H, S, DV)
+        q, k = (rotary(t, start, self.config.rope_base) for t in (q, k))
+        log_decay = self.log_decay(compute_dtype(x.dtype), x.device)
+        o, gla_state = run_gla(self.config, q, k, v, log_decay, gla_state, scale=self.head_k ** -0.5)
+        return self.output(o, x), (start + x.shape[1], gla_state)
 
 
 class RetNet(LinearAttentionBackbone):

@@ -34,18 +34,25 @@ def kernels(dtype: str) -> list[tuple[object, dict]]:
     ]
 
 
-def signature(fn, constexprs: dict, dtype: str) -> dict[str, str]:
+def argument_types(fn, constexprs: dict, dtype: str, ints: set[str], typed_ptrs: set[str],
+                   floats: frozenset[str] = frozenset(), compute: str = "fp32") -> dict[str, str]:
+    """Triton's signature of ``fn``: constexprs by value, ``ints`` i32, ``floats`` fp32 scalars, ``typed_ptrs``
+    pointers in the input ``dtype``, every other argument a pointer in the ``compute`` dtype."""
     out = {}
     for name in fn.arg_names:
         if name in constexprs:
             out[name] = "constexpr"
-        elif name in INTS:
+        elif name in ints:
             out[name] = "i32"
-        elif name in FLOATS:
+        elif name in floats:
             out[name] = "fp32"
         else:
-            out[name] = f"*{dtype}" if name in TYPED_PTRS else "*fp32"
+            out[name] = f"*{dtype}" if name in typed_ptrs else f"*{compute}"
     return out
+
+
+def signature(fn, constexprs: dict, dtype: str) -> dict[str, str]:
+    return argument_types(fn, constexprs, dtype, INTS, TYPED_PTRS, FLOATS)
 
 
 def compile_kernels(prog: str, kernels, signature, argv: list[str] | None = None) -> int:

@@ -177,6 +177,34 @@ def da_block(DO, V, bh, S, DV, start_i, start_j, SB: tl.constexpr, BV: tl.conste
 
 
 @triton.jit
+def da_keys_before(DO, V, K, G, bh, S, DK, DV, chunk_start, start_i, n_blocks, ok, mk, SB: tl.constexpr,
+                   BK: tl.constexpr, BV: tl.constexpr, NV: tl.constexpr, PREC: tl.constexpr, BONUS: tl.constexpr,
+                   ct: tl.constexpr):
+    """sum over the key sub-blocks J < n_blocks of the chunk of dA_IJ (k_J exp(e_J + btw_J)), (SB, BK): the rows of
+    sub-block I (at start_i) against every earlier key, each key decayed to the end of sub-block n_blocks - 1
+    (btw_J = the totals of the sub-blocks strictly between J and n_blocks). Walked from n_blocks - 1 down, so btw
+    is a running sum."""
+    acc = tl.zeros([SB, BK], dtype=ct)
+    btw = tl.zeros([BK], dtype=ct)
+    for jj in range(n_blocks):
+        start_j = chunk_start + (n_blocks - 1 - jj) * SB
+        tot_j, _, e_j = block_decays(G, bh, S, DK, start_j, ok, mk, SB, BONUS)
+        kk = load_block(K, bh, S, DK, start_j, ok, mk, SB).to(ct)
+        da = da_block(DO, V, bh, S, DV, start_i, start_j, SB, BV, NV, PREC, ct)
+        acc += tl.dot(da, kk * tl.exp(e_j + btw[None, :]), input_precision=PREC)
+        btw += tot_j
+    return acc
+
+
+@triton.jit
+def load_state_tile(P, index, DK, DV, ok, ov, mk, mv):
+    """The (BK, BV) tile at key columns ``ok``, value columns ``ov`` of state number ``index`` in a stack of
+    (DK, DV) states at P (zeros past DK and DV)."""
+    return tl.load(P + index.to(tl.int64) * DK * DV + ok[:, None] * DV + ov[None, :], mask=mk[:, None] & mv[None, :],
+                   other=0.0)
+
+
+@triton.jit
 def times_state(X, STATE, bh, S, DK, DV, start, ok, mk, SB: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
                 NV: tl.constexpr, PREC: tl.constexpr):
     """X_I STATE^T (SB, BK) for rows of a (BH, S, DV) tensor X and one (DK, DV) state at STATE, over the DV tiles."""

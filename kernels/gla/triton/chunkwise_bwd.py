@@ -19,7 +19,8 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from .blocks import block_decays, da_block, diag_grads, diag_scores, diagonal, load_block, store_block, times_state
+from .blocks import (block_decays, da_block, da_keys_before, diag_grads, diag_scores, diagonal, load_block,
+                     load_state_tile, store_block, times_state)
 
 
 @triton.jit
@@ -62,8 +63,7 @@ def chunk_dv(Q, K, DO, G, U, SCALE, DST, DVV, S, NH, DK, DV, NC, L: tl.constexpr
     mk, mv = ok < DK, ov < DV
     ct = G.dtype.element_ty
     scale = tl.load(SCALE)
-    ds_end = tl.load(DST + (bh.to(tl.int64) * NC + c) * DK * DV + ok[:, None] * DV + ov[None, :],
-                     mask=mk[:, None] & mv[None, :], other=0.0)
+    ds_end = load_state_tile(DST, bh.to(tl.int64) * NC + c, DK, DV, ok, ov, mk, mv)
     if BONUS:
         u = tl.load(U + (bh % NH) * DK + ok, mask=mk, other=0.0)
     after = tl.zeros([BK], dtype=ct)  # total of the sub-blocks after J in this chunk
@@ -114,15 +114,7 @@ def chunk_dqk(Q, K, V, DO, G, U, SCALE, ST, DST, DQ, DKK, S, NH, DK, DV, NC, L: 
         tot_i, a_i, _ = block_decays(G, bh, S, DK, start, ok, mk, SB, BONUS)
         dq = tl.exp(a_i + before[None, :]) * times_state(DO, s_start, bh, S, DK, DV, start, ok, mk, SB, BK, BV, NV,
                                                           PREC)
-        intra = tl.zeros([SB, BK], dtype=ct)
-        btw = tl.zeros([BK], dtype=ct)
-        for jj in range(i_blk):
-            start_j = c * L + (i_blk - 1 - jj) * SB
-            tot_j, _, e_j = block_decays(G, bh, S, DK, start_j, ok, mk, SB, BONUS)
-            kk = load_block(K, bh, S, DK, start_j, ok, mk, SB).to(ct)
-            da = da_block(DO, V, bh, S, DV, start, start_j, SB, BV, NV, PREC, ct)
-            intra += tl.dot(da, kk * tl.exp(e_j + btw[None, :]), input_precision=PREC)
-            btw += tot_j
+        intra = da_keys_before(DO, V, K, G, bh, S, DK, DV, c * L, start, i_blk, ok, mk, SB, BK, BV, NV, PREC, BONUS, ct)
         dq += tl.exp(a_i) * intra
         da = da_block(DO, V, bh, S, DV, start, start, SB, BV, NV, PREC, ct)
         dq_diag, _ = diag_grads(Q, K, G, bh, S, DK, start, ok, mk, scale, da, SB, BK, BONUS)

@@ -22,7 +22,8 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from .blocks import block_decays, da_block, diag_crossing, exclusive_cumsum, load_block, store_block, times_state
+from .blocks import (block_decays, da_block, da_keys_before, diag_crossing, exclusive_cumsum, load_block, store_block,
+                     times_state)
 
 
 @triton.jit
@@ -54,14 +55,7 @@ def chunk_dg(Q, K, V, DO, G, SCALE, ST, DST, DG, S, DK, DV, NC, L: tl.constexpr,
         start_i = c * L + i_blk * SB
         tot_i, a_i, _ = block_decays(G, bh, S, DK, start_i, ok, mk, SB, BONUS)
         w = tl.exp(before)[None, :] * times_state(DO, s_start, bh, S, DK, DV, start_i, ok, mk, SB, BK, BV, NV, PREC)
-        btw = tl.zeros([BK], dtype=ct)
-        for jj in range(m):
-            start_j = c * L + (m - 1 - jj) * SB
-            tot_j, _, e_j = block_decays(G, bh, S, DK, start_j, ok, mk, SB, BONUS)
-            kk = load_block(K, bh, S, DK, start_j, ok, mk, SB).to(ct)
-            da = da_block(DO, V, bh, S, DV, start_i, start_j, SB, BV, NV, PREC, ct)
-            w += tl.dot(da, kk * tl.exp(e_j + btw[None, :]), input_precision=PREC)
-            btw += tot_j
+        w += da_keys_before(DO, V, K, G, bh, S, DK, DV, c * L, start_i, m, ok, mk, SB, BK, BV, NV, PREC, BONUS, ct)
         qq = load_block(Q, bh, S, DK, start_i, ok, mk, SB).to(ct) * scale
         rho = qq * tl.exp(mid + a_i) * w  # per row i: its pairs with every key before m
         if BONUS:  # rows i >= s + 1

@@ -18,7 +18,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from .blocks import block_decays, diag_scores, load_block, store_block
+from .blocks import block_decays, diag_scores, load_block, load_state_tile, store_block
 
 
 @triton.jit
@@ -59,8 +59,7 @@ def chunk_outputs_fwd(Q, K, V, G, U, SCALE, ST, O, S, NH, DK, DV, NC, L: tl.cons
     mk, mv = ok < DK, ov < DV
     ct = G.dtype.element_ty
     scale = tl.load(SCALE)
-    s_start = tl.load(ST + (bh.to(tl.int64) * (NC + 1) + c) * DK * DV + ok[:, None] * DV + ov[None, :],
-                      mask=mk[:, None] & mv[None, :], other=0.0)
+    s_start = load_state_tile(ST, bh.to(tl.int64) * (NC + 1) + c, DK, DV, ok, ov, mk, mv)
     if BONUS:
         u = tl.load(U + (bh % NH) * DK + ok, mask=mk, other=0.0)
     before = tl.zeros([BK], dtype=ct)  # total of the sub-blocks before I in this chunk

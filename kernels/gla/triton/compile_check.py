@@ -27,16 +27,9 @@ def kernels(dtype: str) -> list[tuple[object, dict]]:
 
 
 def signature(fn, constexprs: dict, dtype: str) -> dict[str, str]:
-    compute = "fp64" if dtype == "fp64" else "fp32"
-    out = {}
-    for name in fn.arg_names:
-        if name in constexprs:
-            out[name] = "constexpr"
-        elif name in INTS:
-            out[name] = "i32"
-        else:
-            out[name] = f"*{dtype}" if name in TYPED_PTRS else f"*{compute}"
-    return out
+    from ...compile_check import argument_types
+
+    return argument_types(fn, constexprs, dtype, INTS, TYPED_PTRS, compute="fp64" if dtype == "fp64" else "fp32")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -89,10 +89,10 @@ def paper_label(name: str) -> str:
 def label_of_paper_name(paper_name: str) -> str:
     """The registry's label for a model name as a paper table or figure prints it ("Retention" -> "RetNet");
     names the registry does not know come back unchanged."""
-    for spec in MODELS.values():
-        if paper_name in spec.aliases:
-            return spec.label
-    return paper_name
+    try:
+        return MODELS[canonical_name(paper_name)].label
+    except ValueError:
+        return paper_name
 
 
 def row_order(name: str) -> int:

@@ -26,7 +26,8 @@ def _table7_ladder(heads) -> dict[str, dict]:
     return _dims({size: (d, blocks, heads(d)) for size, (d, blocks) in rows.items()})
 
 
-def _llama_hidden(dim: int) -> int:
+def llama_mlp_hidden(dim: int) -> int:
+    """Llama's SwiGLU width: 8/3 D rounded up to a multiple of 64 (2048 / 2752 / 4096 / 5504 / 6848)."""
     return int(math.ceil(8 * dim / 3 / 64) * 64)
 
 
@@ -54,7 +55,7 @@ PAPER_SIZES: dict[str, dict[str, dict]] = {
     # the other sizes take the same Table 7 ladder of D and blocks (not paper numbers: no counts to check them by).
     # RetNet at 350M: value width 1 x D (its config default) and Llama's 2752-wide SwiGLU give 431.8M (Table 1: 431);
     # flash-linear-attention's defaults (value width 2 D, SwiGLU hidden ratio 2) give 417.7M (see the README).
-    "retnet": {size: {**dims, "mlp_hidden": _llama_hidden(dims["embedding_dim"])}
+    "retnet": {size: {**dims, "mlp_hidden": llama_mlp_hidden(dims["embedding_dim"])}
                for size, dims in _table7_ladder(lambda d: 8).items()},
     "gla": _table7_ladder(lambda d: 4),
     "hgrn": _table7_ladder(lambda d: 1),
@@ -81,7 +82,7 @@ CPU_SIZES: dict[str, dict[str, dict]] = {
                    for name, dims in _cpu_ladder(2, lambda d: 1).items()},
     # the Baselines II models have the Transformers' block count at one width (as in Table 7) and a head size of 32
     **{family: _cpu_ladder(2, lambda d: d // 32) for family in ("gla", "hgrn2", "rwkv5", "rwkv6")},
-    "retnet": {name: {**dims, "mlp_hidden": _llama_hidden(dims["embedding_dim"])}
+    "retnet": {name: {**dims, "mlp_hidden": llama_mlp_hidden(dims["embedding_dim"])}
                for name, dims in _cpu_ladder(2, lambda d: d // 32).items()},
     **{family: _cpu_ladder(2, lambda d: 1) for family in ("hgrn", "h3", "hyena")},
 }

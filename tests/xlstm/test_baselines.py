@@ -194,21 +194,27 @@ def test_gpt3_refuses_positions_beyond_its_context():
         lm(torch.zeros(1, 7, dtype=torch.long))
 
 
-@pytest.mark.gpu
-def test_mamba_cuda_kernel_matches_the_torch_scan():
-    pytest.importorskip("mamba_ssm")
-    torch.manual_seed(0)
+def _assert_backends_agree(make_lm, reference: str, fast: str, length: int) -> None:
+    """The same seeded model (``make_lm(backend)``, vocab 100) on CUDA with two backends: logits to 1e-4 and every
+    parameter gradient of a fixed loss to 1e-3."""
     outs = {}
-    for backend in ("torch", "cuda"):
+    for backend in (reference, fast):
         torch.manual_seed(0)
-        lm = xlstm.build("mamba", embedding_dim=64, num_blocks=2, vocab_size=100, scan_backend=backend).cuda()
-        tokens = torch.randint(0, 100, (2, 256), device="cuda")
+        lm = make_lm(backend).cuda()
+        tokens = torch.randint(0, 100, (2, length), device="cuda")
         logits = lm(tokens)
         logits.float().square().mean().backward()
         outs[backend] = (logits, [p.grad for p in lm.parameters()])
-    assert_close("logits", outs["torch"][0], outs["cuda"][0], 1e-4)
-    for a, b in zip(outs["torch"][1], outs["cuda"][1]):
+    assert_close("logits", outs[reference][0], outs[fast][0], 1e-4)
+    for a, b in zip(outs[reference][1], outs[fast][1]):
         assert_close("grad", a, b, 1e-3)
+
+
+@pytest.mark.gpu
+def test_mamba_cuda_kernel_matches_the_torch_scan():
+    pytest.importorskip("mamba_ssm")
+    _assert_backends_agree(lambda backend: xlstm.build("mamba", embedding_dim=64, num_blocks=2, vocab_size=100,
+                                                       scan_backend=backend), "torch", "cuda", 256)
 
 
 @pytest.mark.gpu
@@ -217,20 +223,13 @@ def test_gla_models_on_the_triton_kernel_match_the_torch_form(name):
     """The same model (float32, head sizes 32 / GLA keys 16) with its recurrence on chunkwise--triton and on
     chunkwise--torch: the kernel's float32 products are IEEE (its op test expects ~1e-6), so logits to 1e-4 and the
     parameter gradients, summed through two blocks and the LM head, to 1e-3 (the Mamba kernel test's ratios)."""
-    outs = {}
-    for backend in ("chunkwise--torch", "chunkwise--triton"):
-        torch.manual_seed(0)
+    def make_lm(backend):
         lm = xlstm.build(name, embedding_dim=128, num_blocks=2, num_heads=4, vocab_size=100, gla_backend=backend)
         for p in lm.parameters():  # nudge the zero inits (RWKV's output projections) so every gradient path counts
             p.data.add_(torch.randn(p.shape) * 1e-2)
-        lm = lm.cuda()
-        tokens = torch.randint(0, 100, (2, 300), device="cuda")
-        logits = lm(tokens)
-        logits.float().square().mean().backward()
-        outs[backend] = (logits, [p.grad for p in lm.parameters()])
-    assert_close("logits", outs["chunkwise--torch"][0], outs["chunkwise--triton"][0], 1e-4)
-    for a, b in zip(outs["chunkwise--torch"][1], outs["chunkwise--triton"][1]):
-        assert_close("grad", a, b, 1e-3)
+        return lm
+
+    _assert_backends_agree(make_lm, "chunkwise--torch", "chunkwise--triton", 300)
 
 
 @pytest.mark.parametrize("name", ALL)

@@ -26,11 +26,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kernels.gla import gla
+from kernels.gla.recurrent import compute_dtype
 
 from ..backbone import Backbone
 from ..components import ResidualStack
 from ..config import BackboneConfig, require
+from .linear_attention import head_split, run_gla
 from .rwkv4 import ChannelMix, _shift
 
 BlockState = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # time-mix x_{t-1} (B, D), S (B, H, N, N), cm x_{t-1}
@@ -53,13 +54,6 @@ class RWKV5Config(BackboneConfig):
         require(self.gla_chunk_size >= 1, "gla_chunk_size", ">= 1", self.gla_chunk_size)
 
 
-def head_size(config: RWKV5Config) -> int:
-    D, H = config.embedding_dim, config.num_heads
-    if D % H:
-        raise ValueError(f"embedding_dim={D} must be divisible by num_heads={H} (RWKV head size N = D / H)")
-    return D // H
-
-
 def layer_ratios(layer: int, num_layers: int, dim: int) -> tuple[float, float, torch.Tensor]:
     """The official inits' ratio_0_to_1, ratio_1_to_almost0 and channel positions i / D, (D,)."""
     return layer / max(num_layers - 1, 1), 1.0 - layer / num_layers, torch.arange(dim) / dim
@@ -73,9 +67,9 @@ class HeadwiseTimeMix(nn.Module):
     def __init__(self, config: RWKV5Config, layer: int):
         super().__init__()
         D = config.embedding_dim
-        self.num_heads, self.head_size = config.num_heads, head_size(config)
+        self.num_heads, self.head_size = config.num_heads, head_split(D, config.num_heads, "embedding_dim")
         self.divisor = config.head_size_divisor
-        self.backend, self.chunk_size = config.gla_backend, config.gla_chunk_size
+        self.config = config  # the gla form and chunk size (run_gla)
         ratio_0_to_1, _, _ = layer_ratios(layer, config.num_blocks, D)
         n = torch.arange(D) / max(D - 1, 1)
         # decay speed from slow (-6) to fast (-1) over channels, faster in deeper layers; zigzag bonus
@@ -93,12 +87,12 @@ class HeadwiseTimeMix(nn.Module):
         Returns o (B, S, D) in r's dtype and the state (B, H, N, N) (float32, float64 for float64 inputs)."""
         B, S, D = r.shape
         H, N = self.num_heads, self.head_size
-        ct = r.dtype if r.dtype in (torch.float32, torch.float64) else torch.float32
+        ct = compute_dtype(r.dtype)
         heads = lambda t: t.to(ct).reshape(B, S, H, N).transpose(1, 2)  # noqa: E731  (B, S, D) -> (B, H, S, N)
         log_decay = -torch.exp(decay.to(ct))
         log_decay = log_decay.reshape(H, N) if decay.dim() == 1 else heads(log_decay)
-        o, state = gla(heads(r), heads(k), heads(v), log_decay, bonus=self.time_faaaa.to(ct), scale=1.0,
-                       backend=self.backend, chunk_size=self.chunk_size, initial_state=state, return_last_state=True)
+        o, state = run_gla(self.config, heads(r), heads(k), heads(v), log_decay, state, bonus=self.time_faaaa.to(ct),
+                           scale=1.0)
         return o.transpose(1, 2).reshape(B, S, D).to(r.dtype), state
 
     def out(self, o: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
@@ -160,7 +154,7 @@ class RWKVHeadBackbone(Backbone):
 
     def __init__(self, config: RWKV5Config):
         super().__init__(config)
-        head_size(config)  # one clear error before any layer is built
+        head_split(config.embedding_dim, config.num_heads, "embedding_dim")  # one clear error before any layer
         D = config.embedding_dim
         hidden = config.ffn_hidden if config.ffn_hidden is not None else self.default_ffn_hidden(D)
         blocks = [RWKVBlock(config, i, self.time_mix_class(config, i), hidden) for i in range(config.num_blocks)]

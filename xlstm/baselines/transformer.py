@@ -4,7 +4,6 @@ keeps a KV cache per layer, so ``step`` costs O(cache length) per token.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -15,6 +14,7 @@ from torch import nn
 from ..backbone import Backbone
 from ..components import PreNormBlock, ResidualStack, SwiGLU, gpt2_init_
 from ..config import BackboneConfig
+from ..sizes import llama_mlp_hidden
 
 
 @dataclass
@@ -102,7 +102,7 @@ class Llama(_Transformer):
     def __init__(self, config: LlamaConfig):
         super().__init__(config)
         c, D = config, config.embedding_dim
-        hidden = c.mlp_hidden or int(math.ceil(8 * D / 3 / 64) * 64)
+        hidden = c.mlp_hidden or llama_mlp_hidden(D)
         self._init_blocks([
             PreNormBlock(nn.RMSNorm(D, eps=c.norm_eps), CausalSelfAttention(D, c.num_heads, False, c.dropout,
                                                                                  c.rope_base),

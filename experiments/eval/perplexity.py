@@ -12,11 +12,29 @@ of document perplexities).
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+
+
+PRECISIONS = ("fp32", "bf16", "bf16-mixed")
+
+
+def place(model: torch.nn.Module, precision: str, device: str | torch.device) -> torch.nn.Module:
+    """The model on ``device`` in eval mode: bfloat16 weights for ``bf16``, float32 otherwise (``bf16-mixed`` keeps
+    float32 weights and computes under autocast, see ``autocast``). The paper took the best of the three."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")
+    return model.to(torch.device(device), torch.bfloat16 if precision == "bf16" else torch.float32).eval()
+
+
+def autocast(precision: str, device: str | torch.device):
+    if precision == "bf16-mixed":
+        return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 @dataclass(frozen=True)
@@ -40,26 +58,41 @@ def rolling_windows(tokens: list[int], max_len: int, prefix_token: int) -> list[
     return windows
 
 
+@dataclass(frozen=True)
+class WindowScore:
+    logprob: float  # sum of log p(target) over the window's targets, in nats
+    greedy: bool  # every target is its position's argmax (lm-evaluation-harness's ``is_greedy``)
+
+
 @torch.no_grad()
-def window_nll(lm: torch.nn.Module, windows: list[Window], batch_size: int = 8) -> tuple[float, int]:
-    """(sum of NLL in nats, number of scored tokens) of ``windows`` under ``lm`` (token ids (B, S) -> logits
-    (B, S, V)). Windows of one length are batched together; the sum is accumulated in float64."""
+def score_windows(lm: torch.nn.Module, windows: list[Window], batch_size: int = 8) -> list[WindowScore]:
+    """Score ``windows`` under ``lm`` (token ids (B, S) -> logits (B, S, V)), in input order. Windows go through
+    the model longest first, ``batch_size`` at a time, right-padded to the longest of their batch: the models are
+    causal, so padding after a window never changes its outputs. Log-probabilities are taken in float64."""
     device = next(lm.parameters()).device
-    total, count = 0.0, 0
-    by_length: dict[int, list[Window]] = {}
-    for w in windows:
-        by_length.setdefault(len(w.inputs), []).append(w)
-    for length, group in by_length.items():
-        for i in range(0, len(group), batch_size):
-            batch = group[i:i + batch_size]
-            inputs = torch.tensor([w.inputs for w in batch], device=device)
-            logprobs = F.log_softmax(lm(inputs).double(), dim=-1)  # (B, S, V)
-            for row, w in zip(logprobs, batch):
-                scored = row[length - len(w.targets):]  # the outputs that predict the targets
-                targets = torch.tensor(w.targets, device=device)
-                total -= scored.gather(-1, targets[:, None]).sum().item()
-                count += len(w.targets)
-    return total, count
+    scores: list[WindowScore | None] = [None] * len(windows)
+    order = sorted(range(len(windows)), key=lambda i: -len(windows[i].inputs))
+    for first in range(0, len(order), batch_size):
+        batch = order[first:first + batch_size]
+        width = len(windows[batch[0]].inputs)
+        inputs = torch.zeros(len(batch), width, dtype=torch.long)
+        for row, i in enumerate(batch):
+            inputs[row, :len(windows[i].inputs)] = torch.tensor(windows[i].inputs)
+        logprobs = F.log_softmax(lm(inputs.to(device)).double(), dim=-1)  # (B, width, V)
+        for row, i in enumerate(batch):
+            w = windows[i]
+            end = len(w.inputs)
+            scored = logprobs[row, end - len(w.targets):end]  # the outputs that predict the targets
+            targets = torch.tensor(w.targets, device=device)
+            scores[i] = WindowScore(scored.gather(-1, targets[:, None]).sum().item(),
+                                    bool((scored.argmax(-1) == targets).all()))
+    return scores  # type: ignore[return-value]
+
+
+def window_nll(lm: torch.nn.Module, windows: list[Window], batch_size: int = 8) -> tuple[float, int]:
+    """(sum of NLL in nats, number of scored tokens) of ``windows`` under ``lm``, accumulated in float64."""
+    scores = score_windows(lm, windows, batch_size)
+    return -sum(s.logprob for s in scores), sum(len(w.targets) for w in windows)
 
 
 def perplexity(nll: float, tokens: int) -> float:

@@ -196,6 +196,7 @@ def cell(mean: float, std: float, paper: float | None = None, seeds: int = 2, di
 
 def _tables() -> dict[str, Callable[[list[dict], Path], Artefact]]:
     from .ablations import ablation_gates, ablation_lstm_to_xlstm, ablation_mlstm_block
+    from .evaluation import eval_downstream, eval_paloma
     from .formal_languages import formal_languages
     from .language_modelling import extrapolation, slimpajama, slimpajama_300b
     from .lra import lra
@@ -208,7 +209,8 @@ def _tables() -> dict[str, Callable[[list[dict], Path], Artefact]]:
             "extrapolation": extrapolation, "ablation_lstm_to_xlstm": ablation_lstm_to_xlstm,
             "ablation_gates": ablation_gates, "ablation_mlstm_block": ablation_mlstm_block,
             "memory_size": memory_size, "memory_type": memory_type, "memory_stabilizer": memory_stabilizer,
-            "ablation_state_tracking": ablation_state_tracking, "parity_diagnosis": parity_diagnosis, "lra": lra}
+            "ablation_state_tracking": ablation_state_tracking, "parity_diagnosis": parity_diagnosis, "lra": lra,
+            "eval_downstream": eval_downstream, "eval_paloma": eval_paloma}
 
 
 def table_builder(experiment: str) -> Callable[[list[dict], Path], Artefact]:

@@ -7,11 +7,14 @@ of the run) holds the weights.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from omegaconf import OmegaConf
+
+from tasks.lm.task import tokenizer_path
 
 from ..config import SuiteError
 from ..results import ROOT, load_record
@@ -86,11 +89,23 @@ def load_weights(network: torch.nn.Module, ckpt: Path) -> None:
                          f"{str(err).splitlines()[0][:200]}; is it the checkpoint of this run?") from None
 
 
+def check_tokenizer(tokenizer, config: dict, data_dir: str) -> None:
+    """Where the run's training data is still there, its manifest names the tokenizer it was prepared with: the
+    evaluation must read text with the same one (same hash)."""
+    manifest = Path(data_dir) / config["task"]["train_data"] / "manifest.json"  # an absolute train_data stays
+    if manifest.is_file():
+        prepared = json.loads(manifest.read_text())["tokenizer"]
+        if prepared["hash"] != tokenizer.hash:
+            raise SuiteError(f"tokenizer {tokenizer.name} ({tokenizer.hash}) is not the one the run's training data "
+                             f"was prepared with ({prepared['name']}, {prepared['hash']}); data_dir=<folder> must "
+                             "hold the run's tokenizer")
+
+
 def load_trained(run: str | None = None, checkpoint: str | None = None, *, results_dir: str | Path = ROOT / "results",
                  checkpoint_dir: str | Path = "checkpoints", data_dir: str | None = None) -> Trained:
     """The trained model (eval mode, on the CPU) and its tokenizer. ``data_dir`` overrides the training's
     ``paths.data_dir`` (where a trained tokenizer file lies)."""
-    from tasks.lm.task import padded_vocab, tokenizer_path
+    from tasks.lm.task import padded_vocab
     from tasks.lm.tokenizers import TokenizerError, load_tokenizer
 
     record_path, ckpt = locate(run, checkpoint, Path(results_dir), Path(checkpoint_dir))
@@ -105,6 +120,7 @@ def load_trained(run: str | None = None, checkpoint: str | None = None, *, resul
         tokenizer = load_tokenizer(tokenizer_path(config["task"]["tokenizer"], data_dir or config["paths"]["data_dir"]))
     except TokenizerError as err:
         raise SuiteError(f"{err} (the tokenizer of run {record['run_id']}; data_dir=<folder> points at it)") from None
+    check_tokenizer(tokenizer, config, data_dir or config["paths"]["data_dir"])
     vocab = padded_vocab(tokenizer.vocab_size, config["task"]["vocab_multiple"])
     if vocab != config["model"]["vocab_size"]:
         raise SuiteError(f"tokenizer {tokenizer.name} ({tokenizer.vocab_size} tokens) does not match the model's "

@@ -139,6 +139,21 @@ def test_a_corrupt_checkpoint_or_missing_source_is_one_error_line(trained, tmp_p
         evaluate(parse(args(tmp, paloma_dir, records["gpt3"]["run_id"], "max_length=64")))
 
 
+def test_a_tokenizer_other_than_the_training_datas_is_refused(trained, lm_data_dir, tmp_path):
+    import shutil
+
+    from tasks.lm.tokenizers import train_bpe
+
+    tmp, records, _ = trained
+    (tmp_path / "lm_local" / "train").mkdir(parents=True)
+    shutil.copy(lm_data_dir / "lm_local" / "train" / "manifest.json", tmp_path / "lm_local" / "train")
+    train_bpe([f"other text number {i} with other words" for i in range(200)], 300,
+              tmp_path / "lm_local" / "tokenizer.json")
+    with pytest.raises(SuiteError, match="is not the one the run's training data was prepared with"):
+        load_trained(records["llama"]["run_id"], results_dir=tmp / "results", checkpoint_dir=tmp / "ckpt",
+                     data_dir=str(tmp_path))
+
+
 def test_paloma_reads_its_layouts_and_refuses_bad_files(tmp_path, monkeypatch):
     write_paloma(tmp_path, "gab", ["a", "b", "c"])
     (tmp_path / "ptb").mkdir()

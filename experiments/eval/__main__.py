@@ -3,8 +3,10 @@ import logging
 import os
 import sys
 
-from ..config import SuiteError
-from .run import evaluate, parse
+os.environ.setdefault("TQDM_DISABLE", "1")  # the harness's per-request progress bars; before tqdm is imported
+
+from ..config import SuiteError  # noqa: E402
+from .run import evaluate, parse  # noqa: E402
 
 
 def main(argv: list[str]) -> int:

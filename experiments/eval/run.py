@@ -115,11 +115,12 @@ def _downstream(cfg: EvalConfig, trained, device: str, max_length: int) -> tuple
     from .harness import SuiteLM
 
     datasets.disable_progress_bars()  # the local JSONL loads in milliseconds; keep the log readable
+    logging.getLogger("lm_eval").setLevel(logging.WARNING)
 
     tasks = downstream.build_tasks(cfg.tasks, cfg.eval_data_dir)
     lm = SuiteLM(trained.model, trained.tokenizer, max_length, cfg.batch_size, cfg.precision, device)
     out = lm_eval.simple_evaluate(model=lm, tasks=list(tasks.values()), limit=cfg.limit, bootstrap_iters=0,
-                                  log_samples=False, verbosity="WARNING",
+                                  log_samples=False,
                                   random_seed=0, numpy_random_seed=0, torch_random_seed=0, fewshot_random_seed=0)
     metrics = {}
     for name in cfg.tasks:

@@ -1,5 +1,5 @@
 """sLSTM kernel benchmark: B 16 ... 256, S 1024, NH 4, DH 64 / 128 / 192, bf16. Forward and forward+backward median
-ms of: our fused triton kernel, the torch loop, the torch loop around a torch.compile'd step, and FlashRNN's
+ms of: our fused triton kernel, the torch loop, the torch loop as one autograd node (torch_fused), the torch loop around a torch.compile'd step, and FlashRNN's
 triton_fused and cuda_fused backends when the flashrnn package is installed."""
 from __future__ import annotations
 
@@ -36,6 +36,7 @@ def _competitors(B, S, NH, DH, dtype):
     leaves = [x, R, b]
     yield "ours triton", (lambda: slstm(x, R, b, backend="triton")), leaves
     yield "torch loop", (lambda: slstm(x, R, b, backend="torch")), leaves
+    yield "torch loop, fused backward", (lambda: slstm(x, R, b, backend="torch_fused")), leaves
     compiled = _compiled_loop()
     yield "torch loop, compiled step", (lambda: compiled(x, R, b)), leaves
     try:

@@ -10,9 +10,12 @@ from typing import Callable
 
 import torch
 
+from .fused import slstm_torch_fused
 from .reference import slstm_step, slstm_torch, zero_state
 
-BACKENDS: dict[str, Callable] = {"torch": slstm_torch}
+# "torch": the reference loop (autograd through every op); "torch_fused": the same loop as one autograd node with a
+# hand-written backward (the CPU default); "triton": the CUDA kernels
+BACKENDS: dict[str, Callable] = {"torch": slstm_torch, "torch_fused": slstm_torch_fused}
 
 try:  # triton is a Linux dependency; elsewhere only the torch loop exists
     from .triton import slstm_triton
@@ -23,14 +26,14 @@ else:
 
 
 def resolve_backend(backend: str, device: torch.device, head_dim: int = 64, igate_activation: str = "exp") -> str:
-    """"auto" = triton on CUDA tensors when it is installed and tiles the head dim (16..256), torch otherwise; the
-    sigmoid input gate (an ablation) exists in the torch loop only."""
+    """"auto" = triton on CUDA tensors when it is installed and tiles the head dim (16..256), torch_fused otherwise;
+    the sigmoid input gate (an ablation) exists in the two torch loops only."""
     if backend == "auto":
         fits = "triton" in BACKENDS and 16 <= head_dim <= 256 and igate_activation == "exp"
-        return "triton" if device.type == "cuda" and fits else "torch"
+        return "triton" if device.type == "cuda" and fits else "torch_fused"
     if backend not in BACKENDS:
         raise ValueError(f"unknown sLSTM backend {backend!r}; valid: auto, {', '.join(BACKENDS)}")
-    if igate_activation != "exp" and backend != "torch":
+    if igate_activation != "exp" and backend == "triton":
         raise ValueError(f"the sLSTM backend {backend!r} has the exponential input gate only; use slstm_backend=torch "
                          f"(or auto) with slstm_igate_activation={igate_activation!r}")
     return backend
@@ -46,7 +49,7 @@ def slstm_forward(x: torch.Tensor, R: torch.Tensor, b: torch.Tensor, *, backend:
         raise ValueError(f"slstm: shapes x {tuple(x.shape)}, R {tuple(R.shape)}, b {tuple(b.shape)} do not fit "
                          "x (B, S, 4, NH, DH), R (4, NH, DH, DH), b (4, NH, DH)")
     name = resolve_backend(backend, x.device, DH, igate_activation)
-    extra = {"igate_activation": igate_activation} if name == "torch" else {}
+    extra = {"igate_activation": igate_activation} if name != "triton" else {}
     return BACKENDS[name](x, R, b, initial_state=initial_state, return_last_state=return_last_state,
                           recurrent_grad_clip=recurrent_grad_clip, **extra)
 

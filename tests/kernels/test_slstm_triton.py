@@ -122,6 +122,6 @@ def test_gpu_matches_the_loop(B, S, NH, DH, dtype):
 def test_auto_picks_triton_only_on_cuda_for_tileable_heads():
     from kernels.slstm import resolve_backend
 
-    assert resolve_backend("auto", torch.device("cpu"), 64) == "torch"
+    assert resolve_backend("auto", torch.device("cpu"), 64) == "torch_fused"
     assert resolve_backend("auto", torch.device("cuda"), 192) == "triton"
-    assert resolve_backend("auto", torch.device("cuda"), 4) == "torch"
+    assert resolve_backend("auto", torch.device("cuda"), 4) == "torch_fused"

@@ -46,8 +46,8 @@ def test_slstm_input_gate_activation_matches_its_definition_with_gradients(activ
         assert not torch.allclose(h, slstm_definition(x, R, b, "exp"))
 
 
-def test_the_sigmoid_input_gate_runs_in_the_torch_loop_only():
-    assert resolve_backend("auto", torch.device("cuda"), 64, "sigmoid") == "torch"
+def test_the_sigmoid_input_gate_runs_in_the_torch_loops_only():
+    assert resolve_backend("auto", torch.device("cuda"), 64, "sigmoid") == "torch_fused"
     with pytest.raises(ValueError, match="exponential input gate only; use slstm_backend=torch"):
         resolve_backend("triton", torch.device("cuda"), 64, "sigmoid")
 

@@ -1,0 +1,77 @@
+"""``python -m kernels.bench.slstm_cpu [--threads 1 2]``: the two torch sLSTM loops on a CPU.
+
+Forward and forward+backward median seconds of backend "torch" (the reference: autograd records every op of every
+step) and "torch_fused" (one autograd node, hand-written backward) at the small scale's shapes (B 16, NH 4, DH 32
+and 16, S 64 ... 1024, float32), and the speed-up fused / reference. Writes results/kernels/slstm_cpu.csv.
+"""
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+
+import torch
+
+from experiments.results import commit_label
+
+from .common import ROOT, write_csv
+
+
+def median_seconds(fn, reps: int) -> float:
+    fn()  # warm-up
+    samples = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples)
+
+
+def time_backend(backend: str, B: int, S: int, NH: int, DH: int, reps: int) -> tuple[float, float]:
+    from kernels.slstm import slstm
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(B, S, 4, NH, DH, generator=g, requires_grad=True)
+    R = (torch.randn(4, NH, DH, DH, generator=g) / DH ** 0.5).requires_grad_()
+    b = torch.randn(4, NH, DH, generator=g, requires_grad=True)
+
+    def fwd():
+        with torch.no_grad():
+            slstm(x, R, b, backend=backend)
+
+    def fwd_bwd():
+        for t in (x, R, b):
+            t.grad = None
+        slstm(x, R, b, backend=backend).sum().backward()
+
+    return median_seconds(fwd, reps), median_seconds(fwd_bwd, reps)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m kernels.bench.slstm_cpu")
+    p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    p.add_argument("--seq", type=int, nargs="+", default=[64, 256, 1024])
+    p.add_argument("--head-dim", type=int, nargs="+", default=[16, 32])
+    p.add_argument("--reps", type=int, default=5)
+    a = p.parse_args(argv)
+    rows = []
+    for threads in a.threads:
+        torch.set_num_threads(threads)
+        for DH in a.head_dim:
+            for S in a.seq:
+                times = {be: time_backend(be, 16, S, 4, DH, a.reps) for be in ("torch", "torch_fused")}
+                (rf, rb), (ff, fb) = times["torch"], times["torch_fused"]
+                rows.append({"B": 16, "S": S, "NH": 4, "DH": DH, "threads": threads,
+                             "torch_fwd_s": round(rf, 5), "torch_fwd_bwd_s": round(rb, 5),
+                             "fused_fwd_s": round(ff, 5), "fused_fwd_bwd_s": round(fb, 5),
+                             "speedup_fwd": round(rf / ff, 2), "speedup_fwd_bwd": round(rb / fb, 2),
+                             "hardware": f"cpu: {platform.machine()} ({torch.get_num_threads()} threads)",
+                             "torch": torch.__version__, "commit": commit_label()})
+                print(rows[-1])
+    write_csv(rows, ROOT / "results" / "kernels" / "slstm_cpu.csv")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

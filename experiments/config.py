@@ -238,6 +238,8 @@ def apply_protocol(cfg: DictConfig) -> list[str]:
     vocabulary) into ``cfg``; returns "key: old -> new" for each value that changed."""
     from tasks import task_class
 
+    if cfg.job == "speed":  # a speed job reads no data: the model's own vocabulary and context stand
+        return []
     try:
         run = {key: OmegaConf.select(cfg, key) for key in cfg if key != "hydra"}
         run = {k: OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v for k, v in run.items()}
@@ -280,7 +282,9 @@ def validate(cfg: DictConfig) -> None:
 
     if cfg.seed < 0:
         raise SuiteError(f"seed must be >= 0, got {cfg.seed}")
-    for group in ("trainer", "optim", "logger", "scale", "model", "task"):
+    if cfg.job not in ("train", "speed"):
+        raise SuiteError(f"job must be train | speed, got {cfg.job!r}")
+    for group in ("trainer", "optim", "logger", "scale", "model", "task", "speed"):
         try:
             OmegaConf.to_object(cfg[group]).check()
         except ValueError as err:
@@ -316,8 +320,9 @@ def grid_summary(grid: dict[str, list[str]], cfg: DictConfig) -> tuple[int, str]
     runs = math.prod(len(v) for v in grid.values()) if grid else 1
     axes = ", ".join(f"{k} x {len(v)}" for k, v in grid.items())
     where = Path(cfg.paths.results_dir) / (cfg.experiment or "adhoc") / cfg.scale.name
-    return runs, (f"{cfg.experiment or 'ad-hoc'}, scale {cfg.scale.name}: {runs} runs ({axes}), "
-                  f"{cfg.trainer.max_steps} steps each (first point), on {cfg.trainer.accelerator}; records in {where}")
+    what = "measuring speed" if cfg.job == "speed" else f"{cfg.trainer.max_steps} steps each (first point)"
+    return runs, (f"{cfg.experiment or 'ad-hoc'}, scale {cfg.scale.name}: {runs} runs ({axes}), {what}, on "
+                  f"{cfg.trainer.accelerator}; records in {where}")
 
 
 def refuse_paper_scale_on_cpu(cfg: DictConfig, runs: int) -> None:

@@ -48,9 +48,15 @@ def run_id(cfg: DictConfig) -> str:
     tree = OmegaConf.to_container(cfg, resolve=True)
     for key in NOT_IN_RUN_ID:
         drop_key(tree, key)
+    speed = tree.get("job", "train") == "speed"
+    if not speed:  # a training run's id does not depend on the speed settings (ids from before they existed stand)
+        tree.pop("job", None)
+        tree.pop("speed", None)
     digest = hashlib.sha256(json.dumps(tree, sort_keys=True).encode()).hexdigest()[:8]
     variant = cfg.get("variant")
     named = f"{cfg.model.name}__{variant.split('/')[-1]}" if variant else cfg.model.name
+    if speed:
+        return f"speed_{cfg.speed.measure}__{named}__s{cfg.seed}__{digest}"
     return f"{cfg.task.name}__{named}__lr{cfg.optim.lr:g}__s{cfg.seed}__{digest}"
 
 

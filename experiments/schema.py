@@ -131,6 +131,34 @@ class PathsConfig:
 
 
 @dataclass
+class SpeedConfig:
+    """What a speed job (``job: speed``, experiments.speed) measures; the lists are the x axes of its figures."""
+
+    measure: str = "generation"  # generation | decoding | training
+    prefill: int = 16  # generation: prompt tokens before decoding (Figure 9 left: 16)
+    lengths: list[int] = field(default_factory=lambda: [64, 256, 1024])  # generation: generated lengths timed
+    batch_sizes: list[int] = field(default_factory=lambda: [1, 4, 16])  # decoding
+    decode_prefill: int = 16  # decoding: prompt tokens of every sequence of the batch
+    decode_tokens: int = 32  # decoding: tokens generated per batch size
+    contexts: list[int] = field(default_factory=lambda: [512, 1024, 2048])  # training
+    train_tokens: int = 8192  # training: tokens per step (batch = train_tokens // context, at least 1)
+    train_steps: int = 3  # training: timed steps per context (median), after one warm-up step
+    reps: int = 3  # generation and decoding: repetitions per point (median)
+    precision: str = "fp32"  # fp32 | bf16
+
+    def check(self) -> None:
+        from .speed import MEASURES
+
+        require(self.measure in MEASURES, "measure", " | ".join(MEASURES), self.measure)
+        require(self.precision in ("fp32", "bf16"), "precision", "fp32 | bf16", self.precision)
+        for key in ("prefill", "decode_prefill", "decode_tokens", "train_tokens", "train_steps", "reps"):
+            require(getattr(self, key) >= 1, key, ">= 1", getattr(self, key))
+        for key in ("lengths", "batch_sizes", "contexts"):
+            values = list(getattr(self, key))
+            require(bool(values) and all(v >= 1 for v in values), key, "a non-empty list of values >= 1", values)
+
+
+@dataclass
 class TrainConfig:
     model: Any = MISSING
     task: Any = MISSING
@@ -153,6 +181,8 @@ class TrainConfig:
     task_settings: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
     resume: bool = False
+    job: str = "train"  # train | speed (experiments.speed: measure the model, no training, no task data)
+    speed: SpeedConfig = field(default_factory=SpeedConfig)
 
 
 def heads_for_width(width: int, head_dim: int = 16) -> int:

@@ -136,9 +136,41 @@ def run(cfg: DictConfig) -> dict | None:
     try:
         if path.exists():  # finished by another process between the first look and the claim
             return _existing(path, rid)
+        if cfg.job == "speed":
+            return _speed(cfg, rid, path)
         return _train(cfg, rid, path, checkpoints / rid)
     finally:
         lock.release()
+
+
+def _speed(cfg: DictConfig, rid: str, path: Path) -> dict:
+    """A speed job: build the model (random weights), measure it, write the record (experiments.speed)."""
+    import torch
+
+    from tasks.heads import TokenClassifier
+    from xlstm import build_backbone
+
+    from .speed import measure
+
+    torch.manual_seed(cfg.seed)
+    device = torch.device("cuda" if cfg.trainer.accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available()
+                          else "cpu")
+    try:
+        network = TokenClassifier(build_backbone(OmegaConf.to_object(cfg.model))).to(device)
+    except ValueError as err:
+        raise SuiteError(f"{rid}: {err}") from None
+    if cfg.trainer.compile:
+        from xlstm.components import compile_blocks
+
+        compile_blocks(network)
+    start = time.time()
+    points = measure(cfg, network, device)
+    params = sum(p.numel() for p in network.parameters())
+    record = results.make_record(cfg, rid, status="finished", metrics={"points": points}, params=params, steps=0,
+                                 wall_time_s=time.time() - start)
+    results.write_record(path, record)
+    log.info(f"{rid}: {len(points)} points, {record['wall_time_s']:.0f} s; record {path}")
+    return record
 
 
 def _strategy(t: DictConfig, network) -> Any:

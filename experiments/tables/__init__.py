@@ -201,6 +201,7 @@ def _tables() -> dict[str, Callable[[list[dict], Path], Artefact]]:
     from .language_modelling import extrapolation, slimpajama, slimpajama_300b
     from .lra import lra
     from .memory import memory_size, memory_stabilizer, memory_type
+    from .speed import speed
     from .mqar import mqar, mqar_extrapolation, mqar_long
     from .state_tracking import ablation_state_tracking, parity_diagnosis
 
@@ -210,7 +211,7 @@ def _tables() -> dict[str, Callable[[list[dict], Path], Artefact]]:
             "ablation_gates": ablation_gates, "ablation_mlstm_block": ablation_mlstm_block,
             "memory_size": memory_size, "memory_type": memory_type, "memory_stabilizer": memory_stabilizer,
             "ablation_state_tracking": ablation_state_tracking, "parity_diagnosis": parity_diagnosis, "lra": lra,
-            "eval_downstream": eval_downstream, "eval_paloma": eval_paloma}
+            "eval_downstream": eval_downstream, "eval_paloma": eval_paloma, "speed": speed}
 
 
 def table_builder(experiment: str) -> Callable[[list[dict], Path], Artefact]:

@@ -164,7 +164,12 @@ class CausalConv1d(nn.Module):
         if state is None:
             state = x.new_zeros(B, self.kernel_size - 1, C)
         padded = torch.cat([state.to(x.dtype), x], dim=1)  # (B, K-1+S, C)
-        y = F.conv1d(padded.transpose(1, 2), self.weight, self.bias, groups=C).transpose(1, 2)
+        # y_t = b + sum_k w_k * padded_{t+k} (F.conv1d's cross-correlation) as K shifted multiply-adds in (B, S, C):
+        # on a CPU about twice as fast as conv1d, which needs (B, C, S) copies both ways
+        w = self.weight[:, 0].t().to(x.dtype)  # (K, C)
+        y = torch.addcmul(self.bias.to(x.dtype), padded[:, :S], w[0])
+        for k in range(1, self.kernel_size):
+            y = torch.addcmul(y, padded[:, k:k + S], w[k])
         return y, padded[:, padded.shape[1] - (self.kernel_size - 1):]
 
 
@@ -183,9 +188,17 @@ class BlockDiagonalLinear(nn.Module):
         small_init_(self.weight, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        shape = x.shape
-        x = x.reshape(*shape[:-1], self.num_blocks, self.block)
-        return torch.einsum("...hi,hoi->...ho", x, self.weight).reshape(shape)
+        return self.together(x, self)[0]
+
+    @staticmethod
+    def together(x: torch.Tensor, *layers: "BlockDiagonalLinear") -> list[torch.Tensor]:
+        """``[layer(x) for layer in layers]`` in one product (the layers' blocks stacked): fewer, larger ops, e.g.
+        the mLSTM's q and k projections of the same input."""
+        shape, block = x.shape, layers[0].block
+        x = x.reshape(*shape[:-1], layers[0].num_blocks, block)
+        weight = layers[0].weight if len(layers) == 1 else torch.cat([layer.weight for layer in layers], dim=1)
+        out = torch.einsum("...hi,hoi->...ho", x, weight)  # (..., blocks, len(layers) * block)
+        return [out[..., i * block:(i + 1) * block].reshape(shape) for i in range(len(layers))]
 
 
 class MultiHeadNorm(nn.Module):

@@ -135,7 +135,8 @@ class mLSTMLayer(nn.Module):
             x_c = F.silu(x_c)
         else:
             x_c = x_m
-        q, k, v = self.q_proj(x_c), self.k_proj(x_c), self.v_proj(x_m)
+        q, k = BlockDiagonalLinear.together(x_c, self.q_proj, self.k_proj)  # one product for both
+        v = self.v_proj(x_m)
         gate_in = torch.cat([q, k, v], dim=-1)
         igate = self.igate(gate_in).transpose(1, 2)  # (B, NH, S)
         fgate = self.fgate(gate_in).transpose(1, 2)

@@ -48,8 +48,9 @@ def _reset_peak(device: torch.device) -> None:
         torch.cuda.reset_peak_memory_stats()
 
 
-def _peak_mb(device: torch.device) -> float:
-    return torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else float("nan")
+def _peak_mb(device: torch.device) -> float | None:
+    """Peak allocated GPU memory since the last reset; None on a CPU (no allocator statistics)."""
+    return torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None
 
 
 def _oom(err: BaseException) -> bool:

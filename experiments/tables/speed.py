@@ -25,7 +25,7 @@ def points(records: list[dict]) -> pd.DataFrame:
         for p in r["metrics"].get("points", []):
             rows.append({"model": r["model"], "model_label": model_label(r["model"]), "measure": measure,
                          "x": p[x_key], "value": p.get(value_key, np.nan), "state_mb": p.get("state_mb", np.nan),
-                         "peak_mb": p.get("peak_mb", np.nan), "status": p["status"],
+                         "peak_mb": p.get("peak_mb") if p.get("peak_mb") is not None else np.nan, "status": p["status"],
                          "params_m": r["params"] / 1e6, "order": model_sort_key(r["model"])})
     return pd.DataFrame(rows)
 

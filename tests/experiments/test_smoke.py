@@ -19,11 +19,14 @@ def test_first_smoke_point_runs_end_to_end(tmp_path, lm_data_dir, experiment):
     point = first_grid_point(tmp_path, experiment, "smoke")
     cfg = compose_cfg(tmp_path, f"experiment={experiment}", "scale=smoke", *point, f"paths.data_dir={lm_data_dir}")
     record = run(cfg)
-    # the steps as resolved (an experiment's task_settings can set them): every one of them ran
-    assert record["status"] == "finished" and record["steps"] == record["max_steps"]
-    assert record["params"] > 0 and record["git_commit"]
-    for split in ("val", "test"):
-        assert record["metrics"][split], f"no {split} metrics"
+    assert record["status"] == "finished" and record["params"] > 0 and record["git_commit"]
+    if cfg.job == "speed":  # a measurement, not a training run: points instead of steps and splits
+        assert record["steps"] == 0 and record["metrics"]["points"]
+    else:
+        # the steps as resolved (an experiment's task_settings can set them): every one of them ran
+        assert record["steps"] == record["max_steps"]
+        for split in ("val", "test"):
+            assert record["metrics"][split], f"no {split} metrics"
     path = results.record_path(cfg.paths.results_dir, experiment, "smoke", record["run_id"])
     assert json.loads(path.read_text())["metrics"] == record["metrics"]
     # the point is skipped on rerun: the same record comes back and the file is untouched

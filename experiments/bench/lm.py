@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import statistics
 import sys
 import tempfile
 import time
@@ -24,6 +23,8 @@ from pathlib import Path
 import torch
 
 from experiments.results import ROOT, commit_label, hardware
+
+from .timing import median_seconds
 
 OUT = ROOT / "results" / "lm"
 TABLE1_MODELS = ["gpt3", "llama", "mamba", "rwkv4", "xlstm_1_0", "xlstm_7_1"]
@@ -117,12 +118,7 @@ def median_step_seconds(network, vocab: int, batch: int, context: int, steps: in
     step()
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    samples = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        step()
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
+    return median_seconds(step, steps, warmup=0)
 
 
 def bench_train(models: list[str], size: str, context: int, batch: int, steps: int, precision: str,

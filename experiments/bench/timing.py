@@ -9,6 +9,18 @@ import time
 import torch
 
 
+def median_seconds(fn, reps: int, warmup: int = 1) -> float:
+    """Median wall seconds of ``fn()`` over ``reps`` calls, after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        fn()
+    samples = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples)
+
+
 def time_lm(model: torch.nn.Module, tokens: torch.Tensor, reps: int, warmup: int = 1) -> dict[str, float]:
     """Median seconds of ``model(tokens)`` and of forward + backward of the mean logit (a cheap scalar loss)."""
 
@@ -20,14 +32,4 @@ def time_lm(model: torch.nn.Module, tokens: torch.Tensor, reps: int, warmup: int
         model.zero_grad(set_to_none=True)
         model(tokens).float().mean().backward()
 
-    out = {}
-    for name, fn in (("fwd_s", fwd), ("fwd_bwd_s", fwd_bwd)):
-        for _ in range(warmup):
-            fn()
-        samples = []
-        for _ in range(reps):
-            start = time.perf_counter()
-            fn()
-            samples.append(time.perf_counter() - start)
-        out[name] = statistics.median(samples)
-    return out
+    return {"fwd_s": median_seconds(fwd, reps, warmup), "fwd_bwd_s": median_seconds(fwd_bwd, reps, warmup)}

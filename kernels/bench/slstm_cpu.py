@@ -8,24 +8,13 @@ from __future__ import annotations
 
 import argparse
 import platform
-import statistics
-import time
 
 import torch
 
+from experiments.bench.timing import median_seconds
 from experiments.results import commit_label
 
 from .common import ROOT, write_csv
-
-
-def median_seconds(fn, reps: int) -> float:
-    fn()  # warm-up
-    samples = []
-    for _ in range(reps):
-        start = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
 
 
 def time_backend(backend: str, B: int, S: int, NH: int, DH: int, reps: int) -> tuple[float, float]:

@@ -36,7 +36,17 @@ def test_activation_checkpointing_recomputes_exactly(name):
 
 
 def test_compiled_blocks_keep_names_values_and_gradients():
-    model, x = _model("llama"), torch.randn(2, 8, 32)
+    _check_compiled("llama")
+
+
+@pytest.mark.slow  # torch.compile of every model on a CPU: ~10 s to ~40 s each (inductor's C++ build), minutes in all
+@pytest.mark.parametrize("name", list(xlstm.MODELS))
+def test_every_model_compiles_with_the_same_values_and_gradients(name):
+    _check_compiled(name)
+
+
+def _check_compiled(name: str) -> None:
+    model, x = _model(name), torch.randn(2, 8, 32)
     names = [n for n, _ in model.named_parameters()]
     y, grads = _values_and_grads(model, x)
     compile_blocks(model)

@@ -18,7 +18,7 @@ def main(argv: list[str]) -> int:
         from ..results import load_record
         from ..tables import rebuild
 
-        for experiment, scale in sorted({(load_record(p)["experiment"], load_record(p)["scale"]) for p in written}):
+        for experiment, scale in sorted({(r["experiment"], r["scale"]) for r in map(load_record, written)}):
             out = rebuild(experiment, scale, cfg.results_dir)
             print((out / "table.md").read_text())
     except (SuiteError, ValueError) as err:

@@ -44,22 +44,21 @@ def find_record(run: str, results_dir: Path) -> Path:
     return found[0]
 
 
-def locate(run: str | None, checkpoint: str | None, results_dir: Path, checkpoint_dir: Path) -> tuple[Path, Path]:
-    """(record path, checkpoint path) from whichever of the two the user named."""
+def locate(run: str | None, checkpoint: str | None, results_dir: Path, checkpoint_dir: Path) -> tuple[dict, Path]:
+    """(the run's record, checkpoint path) from whichever of the two the user named."""
     if run is None and checkpoint is None:
         raise SuiteError("name the model to evaluate: run=<run id or record path> and/or checkpoint=<path.ckpt>")
-    record_path = find_record(run if run is not None else Path(checkpoint).parent.name, results_dir)
+    record = load_record(find_record(run if run is not None else Path(checkpoint).parent.name, results_dir))
     if checkpoint is not None:
         ckpt = Path(checkpoint)
     else:
-        record = load_record(record_path)
         candidates = [Path(record["checkpoint"])] if record.get("checkpoint") else []
         candidates.append(checkpoint_dir / record["experiment"] / record["scale"] / record["run_id"] / "final.ckpt")
         ckpt = next((c for c in candidates if c.is_file()), candidates[-1])
     if not ckpt.is_file():
         raise SuiteError(f"no checkpoint at {ckpt}; pass checkpoint=<path of the run's final.ckpt> (or "
                          "checkpoint_dir=<the training's paths.checkpoint_dir>)")
-    return record_path, ckpt
+    return record, ckpt
 
 
 def network_of(record: dict) -> torch.nn.Module:
@@ -108,8 +107,7 @@ def load_trained(run: str | None = None, checkpoint: str | None = None, *, resul
     from tasks.lm.task import padded_vocab
     from tasks.lm.tokenizers import TokenizerError, load_tokenizer
 
-    record_path, ckpt = locate(run, checkpoint, Path(results_dir), Path(checkpoint_dir))
-    record = load_record(record_path)
+    record, ckpt = locate(run, checkpoint, Path(results_dir), Path(checkpoint_dir))
     config = record["config"]
     if "tokenizer" not in config["task"]:
         raise SuiteError(f"run {record['run_id']} trained task {config['task']['name']!r}, not a language model; "

@@ -4,7 +4,7 @@
 
 * ``loglikelihood``: (context, continuation) pairs as ``perplexity.Window``s (the last ``max_length`` tokens of
   context + continuation go in, the continuation's tokens are scored), batched through the parallel form.
-* ``loglikelihood_rolling``: a whole document in the disjoint rolling windows of ``perplexity.rolling_windows``
+* ``loglikelihood_rolling``: a whole document in the disjoint rolling windows of ``perplexity.document_nlls``
   (each token predicted once, the end-of-text token as the prefix), the same windows as PALOMA's.
 * ``generate_until``: greedy decoding through ``step()`` (the recurrent state, or the Transformers' KV cache): the
   prompt in one call, then one token per call until a stop string, the end-of-text token or ``max_gen_toks``.
@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 
 from ..config import SuiteError
-from .perplexity import Window, autocast, place, rolling_windows, score_windows
+from .perplexity import Window, autocast, document_nlls, place, score_windows
 
 try:
     from lm_eval.api.model import TemplateLM
@@ -75,10 +75,10 @@ class SuiteLM(_Base):
 
     def loglikelihood_rolling(self, requests, disable_tqdm: bool = False) -> list[float]:
         """Each document's log-likelihood (nats), all windows of all documents batched together."""
-        docs = [rolling_windows(self.tok_encode(req.args[0]), self.max_length, self.prefix_token_id)
-                for req in requests]
-        scores = iter(self._score([w for windows in docs for w in windows]))
-        out = [sum(next(scores).logprob for _ in windows) for windows in docs]
+        with autocast(self.precision, self._device):
+            nlls = document_nlls(self.model, [self.tok_encode(req.args[0]) for req in requests], self.max_length,
+                                 self.prefix_token_id, self.batch_size)
+        out = [-nll for nll, _ in nlls]
         for req, answer in zip(requests, out):
             self.cache_hook.add_partial("loglikelihood_rolling", (req.args[0],), answer)
         return out

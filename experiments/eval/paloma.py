@@ -1,6 +1,6 @@
 """PALOMA (Magnusson et al. 2023) token perplexity per source, as in the paper's Table 4 (12 sources and their
 average) and Table 9 (4 more), App. B.3: the validation split, every document in disjoint 2048-token windows
-(``perplexity.rolling_windows``), perplexity = exp(total NLL / total tokens) per source.
+(``perplexity.document_nlls``), perplexity = exp(total NLL / total tokens) per source.
 
 Documents come from the gated hub dataset ``allenai/paloma`` (one config per source; accept its licence and log in,
 or pass ``hf_token``) or from local files in its layout: ``<dir>/<config>/val/*.jsonl[.gz]`` (also
@@ -18,7 +18,7 @@ from typing import Iterator
 import torch
 
 from ..config import SuiteError
-from .perplexity import autocast, perplexity, rolling_windows, score_windows
+from .perplexity import autocast, document_nlls, perplexity
 
 HUB_DATASET = "allenai/paloma"
 
@@ -122,15 +122,11 @@ def evaluate_source(model: torch.nn.Module, tokenizer, docs: list[Document], max
                     precision: str = "fp32") -> SourceResult:
     """Token NLL of every document (``max_length``-token disjoint windows, the end-of-text token as prefix); the
     windows of all documents are batched together."""
-    device = next(model.parameters()).device
-    per_doc = [rolling_windows(tokens, max_length, tokenizer.eot_id)
-               for tokens in tokenizer.encode_batch([d.text for d in docs])]
-    with autocast(precision, device):
-        scores = iter(score_windows(model, [w for windows in per_doc for w in windows], batch_size))
+    with autocast(precision, next(model.parameters()).device):
+        nlls = document_nlls(model, tokenizer.encode_batch([d.text for d in docs]), max_length, tokenizer.eot_id,
+                             batch_size)
     result = SourceResult()
-    for doc, windows in zip(docs, per_doc):
-        nll = -sum(next(scores).logprob for _ in windows)
-        count = sum(len(w.targets) for w in windows)
+    for doc, (nll, count) in zip(docs, nlls):
         result.documents += 1
         result.tokens += count
         result.nll += nll

@@ -89,10 +89,13 @@ def score_windows(lm: torch.nn.Module, windows: list[Window], batch_size: int = 
     return scores  # type: ignore[return-value]
 
 
-def window_nll(lm: torch.nn.Module, windows: list[Window], batch_size: int = 8) -> tuple[float, int]:
-    """(sum of NLL in nats, number of scored tokens) of ``windows`` under ``lm``, accumulated in float64."""
-    scores = score_windows(lm, windows, batch_size)
-    return -sum(s.logprob for s in scores), sum(len(w.targets) for w in windows)
+def document_nlls(lm: torch.nn.Module, documents: list[list[int]], max_len: int, prefix_token: int,
+                  batch_size: int = 8) -> list[tuple[float, int]]:
+    """(NLL in nats, scored tokens) of each document (token ids) under ``lm``, in its disjoint rolling windows; the
+    windows of all documents are batched together."""
+    per_doc = [rolling_windows(tokens, max_len, prefix_token) for tokens in documents]
+    scores = iter(score_windows(lm, [w for windows in per_doc for w in windows], batch_size))
+    return [(-sum(next(scores).logprob for _ in windows), sum(len(w.targets) for w in windows)) for windows in per_doc]
 
 
 def perplexity(nll: float, tokens: int) -> float:

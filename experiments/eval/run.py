@@ -147,8 +147,8 @@ def _paloma(cfg: EvalConfig, trained, max_length: int) -> tuple[dict, dict]:
 def _data_identity(cfg: EvalConfig, suite: str) -> dict:
     """What the evaluation reads, by content where it is local (so changed data gets a new record)."""
     if suite == "downstream":
-        return {t: _sha256(downstream.data_file(cfg.eval_data_dir, t)) if downstream.data_file(
-            cfg.eval_data_dir, t).is_file() else "missing" for t in cfg.tasks}
+        files = {t: downstream.data_file(cfg.eval_data_dir, t) for t in cfg.tasks}
+        return {t: _sha256(path) if path.is_file() else "missing" for t, path in files.items()}
     if cfg.paloma_dir == "hub":
         return {"hub": paloma.HUB_DATASET}
     return {s: [_sha256(p) for p in paloma.local_files(Path(cfg.paloma_dir), s)] for s in cfg.paloma_sources}

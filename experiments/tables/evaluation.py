@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import Artefact, model_color, model_label, model_sort_key, provenance, save_figure, scale_of
+from . import Artefact, model_color, model_label, model_sort_key, panel_grid, provenance, save_figure, scale_of
 from .language_modelling import _paper
 
 DOWNSTREAM = (("lambada_openai", "perplexity", "lambada_ppl", "LAMBADA ppl"),
@@ -54,8 +54,6 @@ def _paper_block(paper: pd.DataFrame, columns: list[tuple[str, str]], title: str
 
 
 def _bars(table: pd.DataFrame, columns: list[str], titles: list[str], path: Path, log: bool = False) -> None:
-    from . import panel_grid
-
     fig, axes = panel_grid(len(columns), 4, (3.2, 2.8))
     for ax, column, title in zip(axes, columns, titles):
         labels = [f"{m}\n{d}" if d else m for m, d in zip(table.model_label, table.data)]

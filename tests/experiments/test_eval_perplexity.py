@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import xlstm
-from experiments.eval.perplexity import Window, perplexity, rolling_windows, window_nll
+from experiments.eval.perplexity import Window, document_nlls, perplexity, rolling_windows
 
 P = 99  # the prefix (end-of-text) token
 
@@ -35,12 +35,12 @@ def test_every_token_is_a_target_exactly_once_and_inputs_end_before_it(n, L):
     assert rolling_windows([], L, P) == []
 
 
-def test_window_nll_equals_the_sum_of_per_token_nlls_with_full_context_inside_each_window():
+def test_document_nll_equals_the_sum_of_per_token_nlls_with_full_context_inside_each_window():
     torch.manual_seed(0)
     lm = xlstm.build("llama", embedding_dim=16, num_blocks=1, num_heads=2, vocab_size=100).double().eval()
     tokens = torch.randint(0, 99, (11,)).tolist()
     windows = rolling_windows(tokens, 4, P)
-    nll, count = window_nll(lm, windows, batch_size=2)
+    (nll, count), = document_nlls(lm, [tokens], 4, P, batch_size=2)
     expected = 0.0
     for w in windows:  # one forward per target, the window's inputs up to it
         for k, target in enumerate(w.targets):

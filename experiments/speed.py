@@ -134,8 +134,9 @@ def measure(cfg, network, device: torch.device) -> list[dict]:
     if s.measure == "generation":
         runs = [_guarded({"length": max(s.lengths)}, lambda: generation_times(
             model, vocab, s.prefill, list(s.lengths), device, generator)) for _ in range(s.reps)]
-        if any(p["status"] == "oom" for run in runs for p in run):
-            return runs[0]
+        failed = [run for run in runs if any(p["status"] == "oom" for p in run)]
+        if failed:  # an out-of-memory repetition stands for the point
+            return failed[0]
         # the median over repetitions, per length
         return [{**run_points[0], "seconds": statistics.median(p["seconds"] for p in run_points)}
                 for run_points in zip(*runs)]
@@ -143,9 +144,6 @@ def measure(cfg, network, device: torch.device) -> list[dict]:
     for batch in s.batch_sizes:
         reps = [_guarded({"batch": batch}, lambda b=batch: decoding_throughput(
             model, vocab, s.decode_prefill, b, s.decode_tokens, device, generator))[0] for _ in range(s.reps)]
-        if any(p["status"] == "oom" for p in reps):
-            points.append(next(p for p in reps if p["status"] == "oom"))
-            continue
-        best = sorted(reps, key=lambda p: p["seconds"])[len(reps) // 2]  # the median repetition
-        points.append(best)
+        failed = [p for p in reps if p["status"] == "oom"]
+        points.append(failed[0] if failed else sorted(reps, key=lambda p: p["seconds"])[len(reps) // 2])  # median
     return points

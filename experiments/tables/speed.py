@@ -68,7 +68,7 @@ def speed(records: list[dict], paper_dir: Path) -> Artefact:
         if not len(sub):
             continue
         xs = sorted(set(sub.x))
-        lines += [f"## {title}: {header}", "", f"| model | params (M) | " + " | ".join(f"{x_key} {x}" for x in xs)
+        lines += [f"## {title}: {header}", "", "| model | params (M) | " + " | ".join(f"{x_key} {x}" for x in xs)
                   + " |", "|---|---|" + "---|" * len(xs)]
         for label in dict.fromkeys(sub.model_label):
             rows = sub[sub.model_label == label].set_index("x")

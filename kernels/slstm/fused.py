@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .reference import State, zero_state
+from .reference import State, start_state
 
 
 class _FusedSLSTM(torch.autograd.Function):
@@ -98,10 +98,7 @@ def slstm_torch_fused(x: torch.Tensor, R: torch.Tensor, b: torch.Tensor, *, init
                       igate_activation: str = "exp"):
     """x (B, S, 4, NH, DH) -> h (B, S, NH, DH), as ``slstm_torch``; half-precision inputs run with float32 states."""
     out_dtype = x.dtype
-    ct = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
-    B, S, _, NH, DH = x.shape
-    state = (tuple(t.to(ct) for t in initial_state) if initial_state is not None
-             else zero_state(B, NH, DH, ct, x.device))
+    ct, state = start_state(x, initial_state)
     xb = (x.to(ct) + b.to(ct)).permute(1, 3, 0, 2, 4).contiguous()  # (S, NH, B, 4, DH)
     h0, c0, n0, m0 = (s.transpose(0, 1).contiguous() for s in state)  # (NH, B, DH)
     hs, h, c, n, m = _FusedSLSTM.apply(xb, R.to(ct), h0, c0, n0, m0, recurrent_grad_clip,

@@ -34,6 +34,15 @@ def zero_state(B: int, NH: int, DH: int, dtype: torch.dtype, device) -> State:
     return zeros, zeros, zeros, torch.full_like(zeros, float("-inf"))
 
 
+def start_state(x: torch.Tensor, initial_state: State | None) -> tuple[torch.dtype, State]:
+    """The dtype the loop runs in (float32 for half-precision x) and its first state, zeros unless given."""
+    ct = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
+    B, _, _, NH, DH = x.shape
+    if initial_state is not None:
+        return ct, tuple(t.to(ct) for t in initial_state)
+    return ct, zero_state(B, NH, DH, ct, x.device)
+
+
 def slstm_step(x: torch.Tensor, R: torch.Tensor, b: torch.Tensor, state: State,
                recurrent_grad_clip: float | None = None, igate_activation: str = "exp") -> tuple[torch.Tensor, State]:
     """One step. x (B, 4, NH, DH) input pre-activations; R (4, NH, DH, DH); b (4, NH, DH).
@@ -60,11 +69,8 @@ def slstm_torch(x: torch.Tensor, R: torch.Tensor, b: torch.Tensor, *, initial_st
                 igate_activation: str = "exp"):
     """x (B, S, 4, NH, DH) -> h (B, S, NH, DH); half-precision inputs run with float32 states."""
     out_dtype = x.dtype
-    ct = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
+    ct, state = start_state(x, initial_state)
     x, R, b = x.to(ct), R.to(ct), b.to(ct)
-    B, S, _, NH, DH = x.shape
-    state = (tuple(t.to(ct) for t in initial_state) if initial_state is not None
-             else zero_state(B, NH, DH, ct, x.device))
     hs = []
     for x_t in x.unbind(1):  # unbind, not x[:, t]: indexing's backward writes a full-size gradient per step
         h, state = slstm_step(x_t, R, b, state, recurrent_grad_clip, igate_activation)

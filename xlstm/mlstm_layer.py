@@ -85,9 +85,25 @@ class HeadGate(nn.Module):
             out = self.bias.to(x.dtype).expand(*x.shape[:-1], -1)
         else:
             out = F.linear(x, self.weight, self.bias)
+        self._track(out)
+        return out
+
+    def _track(self, out: torch.Tensor) -> None:
         if self.track and self.training:
             self.peak = torch.maximum(self.peak, out.detach().max().float())  # no host sync
-        return out
+
+    @staticmethod
+    def together(x: torch.Tensor, *gates: "HeadGate") -> list[torch.Tensor]:
+        """``[gate(x) for gate in gates]`` with one product when every gate is input-dependent (the mLSTM's input
+        and forget gates read the same input): one pass over x and its gradient instead of one per gate."""
+        if len(gates) == 1 or any(gate.weight is None for gate in gates):
+            return [gate(x) for gate in gates]
+        weight = torch.cat([gate.weight for gate in gates])
+        bias = torch.cat([gate.bias.to(weight.dtype) for gate in gates])
+        outs = F.linear(x, weight, bias).split([gate.weight.shape[0] for gate in gates], dim=-1)
+        for gate, out in zip(gates, outs):
+            gate._track(out)
+        return list(outs)
 
     def diagnostics(self) -> dict[str, float]:
         return {self.track: float(self.peak)} if self.track else {}
@@ -138,8 +154,7 @@ class mLSTMLayer(nn.Module):
         q, k = BlockDiagonalLinear.together(x_c, self.q_proj, self.k_proj)  # one product for both
         v = self.v_proj(x_m)
         gate_in = torch.cat([q, k, v], dim=-1)
-        igate = self.igate(gate_in).transpose(1, 2)  # (B, NH, S)
-        fgate = self.fgate(gate_in).transpose(1, 2)
+        igate, fgate = (g.transpose(1, 2) for g in HeadGate.together(gate_in, self.igate, self.fgate))  # (B, NH, S)
         q, k, v = self._heads(q), self._heads(k), self._heads(v)
         h, cell_state = mlstm_cell(c, q, k, v, igate, fgate, cell_state)
         h = h.to(x.dtype)

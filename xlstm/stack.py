@@ -64,7 +64,7 @@ class mLSTMMixer(nn.Module):
         B, S, D = x.shape
         heads = lambda t: t.view(B, S, self.num_heads, -1).transpose(1, 2)  # noqa: E731
         q, k, v = heads(self.q(x)), heads(self.k(x)), heads(self.v(x))
-        igate, fgate = self.igate(x).transpose(1, 2), self.fgate(x).transpose(1, 2)
+        igate, fgate = (g.transpose(1, 2) for g in HeadGate.together(x, self.igate, self.fgate))  # (B, NH, S)
         h, state = mlstm_cell(c, q, k, v, igate, fgate, state)
         h = h.to(x.dtype)
         h = torch.sigmoid(self.o(x)) * self.outnorm(h.transpose(1, 2))

@@ -11,13 +11,15 @@ from typing import Callable
 import torch
 
 from .chunkwise import mlstm_chunkwise
+from .fused import mlstm_chunkwise_fused
 from .recurrent import mlstm_recurrent, mlstm_step, zero_state
 from .reference import mlstm_parallel
 from .variants import NORMALIZERS, STABILIZERS, mlstm_variant, mlstm_variant_step
 
 BACKENDS: dict[str, Callable] = {
     "parallel--torch": mlstm_parallel,
-    "chunkwise--torch": mlstm_chunkwise,
+    "chunkwise--torch": mlstm_chunkwise_fused,  # one autograd node with a hand-written backward
+    "chunkwise--torch_autograd": mlstm_chunkwise,  # the same equations, every op recorded by autograd
     "recurrent--torch": mlstm_recurrent,
 }
 

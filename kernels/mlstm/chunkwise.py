@@ -46,10 +46,11 @@ def _chunk_states(k, v, log_f, igate, state: State):
     return (torch.stack(starts_c, 2), torch.stack(starts_n, 2), torch.stack(starts_m, 2)), (c, n, m)
 
 
-def mlstm_chunkwise(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, igate: torch.Tensor, fgate: torch.Tensor,
-                    *, chunk_size: int = 64, eps: float = 1e-6, initial_state: State | None = None,
-                    return_last_state: bool = False):
-    """Same signature and results as the parallel form; any S (the last chunk is padded with no-op positions)."""
+def chunk_inputs(q, k, v, igate, fgate, chunk_size: int, initial_state: State | None):
+    """The op's inputs in chunks, and how to return the result: q (scaled by DK^-0.5), k (B,NH,NC,L,DK), v
+    (B,NH,NC,L,DV), log f and igate (B,NH,NC,L), the start state (C, n, m) in the compute dtype; ``finish(h, last,
+    return_last_state)`` crops h (B,NH,NC,L,DV) to S in the input dtype. Any S: the last chunk is padded with no-op
+    positions (no input, i = -inf; no decay, log f = 0), through which the state passes unchanged."""
     out_dtype, ct = q.dtype, compute_dtype(q.dtype)
     q, k, v, igate, fgate = (t.to(ct) for t in (q, k, v, igate, fgate))
     B, NH, S, DK = q.shape
@@ -59,17 +60,28 @@ def mlstm_chunkwise(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, igate: to
     pad = NC * L - S
     q = q * DK ** -0.5
     log_f = F.logsigmoid(fgate)
-    if pad:  # padded positions: no input (i = -inf), no decay (log f = 0): the state passes through unchanged
+    if pad:
         q, k, v = (F.pad(t, (0, 0, 0, pad)) for t in (q, k, v))
         log_f = F.pad(log_f, (0, pad), value=0.0)
         igate = F.pad(igate, (0, pad), value=float("-inf"))
-    qc, kc = q.view(B, NH, NC, L, DK), k.view(B, NH, NC, L, DK)
-    vc = v.view(B, NH, NC, L, DV)
-    fc, ic = log_f.view(B, NH, NC, L), igate.view(B, NH, NC, L)
-
     state = (tuple(t.to(ct) for t in initial_state) if initial_state is not None
              else zero_state(B, NH, DK, DV, ct, q.device))
-    (c0, n0, m0), last = _chunk_states(kc, vc, fc, ic, state)
+
+    def finish(h: torch.Tensor, last: State, return_last_state: bool):
+        h = h.reshape(B, NH, NC * L, DV)[:, :, :S].to(out_dtype)
+        return (h, last) if return_last_state else h
+
+    chunks = (q.view(B, NH, NC, L, DK), k.view(B, NH, NC, L, DK), v.view(B, NH, NC, L, DV),
+              log_f.view(B, NH, NC, L), igate.view(B, NH, NC, L))
+    return (*chunks, *state), finish
+
+
+def mlstm_chunkwise(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, igate: torch.Tensor, fgate: torch.Tensor,
+                    *, chunk_size: int = 64, eps: float = 1e-6, initial_state: State | None = None,
+                    return_last_state: bool = False):
+    """Same signature and results as the parallel form; any S."""
+    (qc, kc, vc, fc, ic, *state), finish = chunk_inputs(q, k, v, igate, fgate, chunk_size, initial_state)
+    (c0, n0, m0), last = _chunk_states(kc, vc, fc, ic, tuple(state))
 
     log_d = segment_sums(fc) + ic[..., None, :]  # (B, NH, NC, L, L), -inf above the diagonal
     from_start = torch.cumsum(fc, dim=-1) + m0[..., None]  # log weight of the chunk-start state at each position
@@ -80,5 +92,4 @@ def mlstm_chunkwise(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, igate: to
     num = scores @ vc + decay[..., None] * (qc @ c0)
     den = scores.sum(-1) + decay * (qc @ n0[..., None])[..., 0]
     h = num / (torch.maximum(den.abs(), torch.exp(-m)) + eps)[..., None]
-    h = h.reshape(B, NH, NC * L, DV)[:, :, :S].to(out_dtype)
-    return (h, last) if return_last_state else h
+    return finish(h, last, return_last_state)

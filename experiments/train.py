@@ -21,6 +21,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from . import results
+from .allocator import retain_freed_memory
 from .config import (SuiteError, check_command, explicit_keys, grid_summary, refuse_paper_scale_on_cpu, resolve,
                      split_argv)
 from .schema import register
@@ -129,6 +130,8 @@ def run(cfg: DictConfig) -> dict | None:
     check_writable(path.parent, "paths.results_dir")
     if cfg.job == "train":  # a speed job writes no checkpoint
         check_writable(checkpoints, "paths.checkpoint_dir")
+    if _device(cfg).type == "cpu":
+        retain_freed_memory()  # reuse freed blocks instead of mapping them afresh every step
     lock = PointLock(path.with_suffix(".lock"))
     holder = lock.acquire()
     if holder is not None:
@@ -144,6 +147,14 @@ def run(cfg: DictConfig) -> dict | None:
         lock.release()
 
 
+def _device(cfg: DictConfig):
+    """The device a point runs on: CUDA when the accelerator allows it and one is present."""
+    import torch
+
+    cuda = cfg.trainer.accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available()
+    return torch.device("cuda" if cuda else "cpu")
+
+
 def _speed(cfg: DictConfig, rid: str, path: Path) -> dict:
     """A speed job: build the model (random weights), measure it, write the record (experiments.speed)."""
     import torch
@@ -154,8 +165,7 @@ def _speed(cfg: DictConfig, rid: str, path: Path) -> dict:
     from .speed import measure
 
     torch.manual_seed(cfg.seed)
-    device = torch.device("cuda" if cfg.trainer.accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available()
-                          else "cpu")
+    device = _device(cfg)
     try:
         network = TokenClassifier(build_backbone(OmegaConf.to_object(cfg.model))).to(device)
     except ValueError as err:

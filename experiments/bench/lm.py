@@ -3,6 +3,7 @@
     python -m experiments.bench.lm prepare [--source embedded:wikipedia/train] [--tokenizer gpt2] [--workers 1 2]
     python -m experiments.bench.lm train [--size w128] [--context 256] [--batch 16] [--steps 8]
     python -m experiments.bench.lm train --size 125M --context 2048 --batch 8 --precision bf16   # on a GPU
+    python -m experiments.bench.lm train --models llama xlstm_1_0 --compile   # every block torch.compile'd
 
 ``prepare`` times the raw tokenizer (``encode_batch`` on the same documents in the same chunks, nothing written)
 and the whole ``prepare`` pipeline (read, tokenize, shard, write) on the same text in the same run (an embedded
@@ -30,14 +31,18 @@ OUT = ROOT / "results" / "lm"
 TABLE1_MODELS = ["gpt3", "llama", "mamba", "rwkv4", "xlstm_1_0", "xlstm_7_1"]
 
 
-def _append(path: Path, rows: list[dict]) -> None:
+def _append(path: Path, rows: list[dict], missing: dict | None = None) -> None:
+    """Append rows; a column the file does not have yet is added, with ``missing[column]`` (or empty) in the
+    rows already there."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    new = not path.exists()
-    with path.open("a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        if new:
-            writer.writeheader()
-        writer.writerows(rows)
+    old = list(csv.DictReader(path.open())) if path.exists() else []
+    fields = list(old[0]) if old else []
+    fields += [key for key in rows[0] if key not in fields]
+    old = [{key: row.get(key, (missing or {}).get(key, "")) for key in fields} for row in old]
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(old + rows)
 
 
 def _label() -> dict:
@@ -122,12 +127,16 @@ def median_step_seconds(network, vocab: int, batch: int, context: int, steps: in
 
 
 def bench_train(models: list[str], size: str, context: int, batch: int, steps: int, precision: str,
-                vocab: int) -> list[dict]:
+                vocab: int, compiled: bool = False) -> list[dict]:
     import xlstm
+    from xlstm.components import compile_blocks
     from tasks.heads import TokenClassifier
     from xlstm.sizes import paper_size
 
+    from experiments.allocator import retain_freed_memory
+
     device = "cuda" if torch.cuda.is_available() else "cpu"
+    malloc = "retain" if device == "cpu" and retain_freed_memory() else "default"  # experiments.allocator
     dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}[precision]
     rows = []
     for name in models:
@@ -135,12 +144,15 @@ def bench_train(models: list[str], size: str, context: int, batch: int, steps: i
         fields = {**paper_size(spec.family, size), "vocab_size": vocab, "context_length": context}
         config = spec.backbone.config_class(name=name, **spec.defaults, **fields)
         network = TokenClassifier(xlstm.build_backbone(config)).to(device)
+        if compiled:
+            compile_blocks(network)
         seconds = median_step_seconds(network, vocab, batch, context, steps, dtype)
         peak = torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else float("nan")
         params = sum(p.numel() for p in network.parameters())
         rows.append({"model": name, "size": size, "params_m": round(params / 1e6, 3),
                      "context": context, "batch": batch, "precision": precision, "step_s": round(seconds, 4),
-                     "tokens_per_s": round(batch * context / seconds), "peak_cuda_mb": round(peak, 1), **_label()})
+                     "tokens_per_s": round(batch * context / seconds), "peak_cuda_mb": round(peak, 1),
+                     "malloc": malloc, "compiled": compiled, **_label()})
     return rows
 
 
@@ -159,13 +171,15 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--steps", type=int, default=8)
     t.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
     t.add_argument("--vocab", type=int, default=4096, help="4096: the embedded corpus's BPE; 50304 at paper sizes")
+    t.add_argument("--compile", action="store_true", help="torch.compile every residual block (model.compile)")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     if args.what == "prepare":
         rows = bench_prepare(args.source, args.tokenizer, args.workers)
         _append(OUT / "prepare_throughput.csv", rows)
     else:
-        rows = bench_train(args.models, args.size, args.context, args.batch, args.steps, args.precision, args.vocab)
-        _append(OUT / "train_throughput.csv", rows)
+        rows = bench_train(args.models, args.size, args.context, args.batch, args.steps, args.precision, args.vocab,
+                           args.compile)
+        _append(OUT / "train_throughput.csv", rows, missing={"malloc": "default", "compiled": False})
     for row in rows:
         print(row)
     return 0

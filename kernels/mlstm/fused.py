@@ -54,10 +54,10 @@ class _FusedChunkwise(torch.autograd.Function):
         m_next = torch.cat([m0[:, :, 1:], m[:, :, None]], dim=-1)
         carry = torch.exp(total + m0 - m_next)  # (B,NH,NC)
         local = local * torch.exp(m_local - m_next)[..., None, None]
-        starts = local.new_empty(*local.shape[:2], NC + 1, *local.shape[3:])  # [C, n] at every chunk boundary
-        starts[:, :, 0] = torch.cat([c_init, n_init[..., None]], dim=-1)
+        starts = [torch.cat([c_init, n_init[..., None]], dim=-1)]  # [C, n] at every chunk boundary
         for j in range(NC):  # one fused multiply-add per chunk
-            torch.addcmul(local[:, :, j], carry[:, :, j, None, None], starts[:, :, j], out=starts[:, :, j + 1])
+            starts.append(torch.addcmul(local[:, :, j], carry[:, :, j, None, None], starts[-1]))
+        starts = torch.stack(starts, dim=2)  # (B,NH,NC+1,DK,DV+1)
         c0 = starts[:, :, :NC]
         log_d = segment_sums(lf) + ic[..., None, :]  # (B,NH,NC,L,L), -inf above the diagonal
         from_start = cum + m0[..., None]
@@ -96,12 +96,12 @@ class _FusedChunkwise(torch.autograd.Function):
         col = dlog_d.sum(-2)  # sum over t of d log_d[t, s]
         dcum = dlog_d.sum(-1) - col + dfrom_start  # log_d[t, s] = F_t - F_s + i_s, from_start = F_t + m0
         # the scan backward: [C, n]_{j+1} = carry_j [C, n]_j + add_j local_j; dstates[j] = d[C, n] at boundary j
-        dstates = torch.empty_like(starts)
-        dstates[:, :, NC] = torch.cat([dc_last if dc_last is not None else torch.zeros_like(c0[:, :, 0, :, :DV]),
-                                       (dn_last if dn_last is not None else torch.zeros_like(c0[:, :, 0, :, DV]))
-                                       [..., None]], dim=-1)
+        dstates = [torch.cat([dc_last if dc_last is not None else torch.zeros_like(c0[:, :, 0, :, :DV]),
+                              (dn_last if dn_last is not None else torch.zeros_like(c0[:, :, 0, :, DV]))[..., None]],
+                             dim=-1)]
         for j in reversed(range(NC)):
-            torch.addcmul(dc0[:, :, j], carry[:, :, j, None, None], dstates[:, :, j + 1], out=dstates[:, :, j])
+            dstates.append(torch.addcmul(dc0[:, :, j], carry[:, :, j, None, None], dstates[-1]))
+        dstates = torch.stack(dstates[::-1], dim=2)  # (B,NH,NC+1,DK,DV+1)
         dafter = dstates[:, :, 1:]  # gradient reaching the end state of each chunk
         dtotal = (dafter * c0).sum((-1, -2)) * carry  # carry = exp(total + m0 - m_next)
         dlocal = dafter * torch.exp(m_local - m_next)[..., None, None]

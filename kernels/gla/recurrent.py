@@ -50,6 +50,7 @@ def gla_step(q_t: torch.Tensor, k_t: torch.Tensor, v_t: torch.Tensor, log_decay_
     return o.to(out_dtype), state
 
 
+@torch.compiler.disable  # a loop over time: compiled, it would unroll into one graph node per step
 def gla_recurrent(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, log_decay: torch.Tensor, *,
                   bonus: torch.Tensor | None = None, scale: float | None = None, chunk_size: int | None = None,
                   initial_state: torch.Tensor | None = None, return_last_state: bool = False):

@@ -34,6 +34,7 @@ def mlstm_step(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, igate: torch.T
     return h, (c, n, m_new)
 
 
+@torch.compiler.disable  # a loop over time: compiled, it would unroll into one graph node per step
 def mlstm_recurrent(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, igate: torch.Tensor, fgate: torch.Tensor,
                     *, eps: float = 1e-6, initial_state: State | None = None, return_last_state: bool = False,
                     chunk_size: int | None = None):

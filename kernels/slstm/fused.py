@@ -93,6 +93,7 @@ class _FusedSLSTM(torch.autograd.Function):
         return d_raw, dR, dh, dc, dn, None, None, None
 
 
+@torch.compiler.disable  # a loop over time: compiled, it would unroll into one graph node per step
 def slstm_torch_fused(x: torch.Tensor, R: torch.Tensor, b: torch.Tensor, *, initial_state: State | None = None,
                       return_last_state: bool = False, recurrent_grad_clip: float | None = None,
                       igate_activation: str = "exp"):

@@ -64,6 +64,7 @@ def slstm_step(x: torch.Tensor, R: torch.Tensor, b: torch.Tensor, state: State,
     return h, (h, c, n, m_new)
 
 
+@torch.compiler.disable  # a loop over time: compiled, it would unroll into one graph node per step
 def slstm_torch(x: torch.Tensor, R: torch.Tensor, b: torch.Tensor, *, initial_state: State | None = None,
                 return_last_state: bool = False, recurrent_grad_clip: float | None = None,
                 igate_activation: str = "exp"):

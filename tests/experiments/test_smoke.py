@@ -89,3 +89,20 @@ def test_every_model_trains_in_the_formal_languages_smoke_setting(tmp_path, mode
     record = run(cfg)
     assert record["status"] == "finished" and record["steps"] == 3
     assert record["metrics"]["test"]["loss"] == record["metrics"]["test"]["loss"]  # not NaN
+
+
+def test_a_compiled_smoke_point_trains_as_the_eager_one(tmp_path):
+    """model.compile (``trainer.compile=true``: torch.compile per residual block) on a smoke training point with
+    both xLSTM block kinds (the first formal-languages point, xLSTM[1:1]): it trains all its steps, writes its
+    record, and its last training loss is the eager run's up to float32 reordering (inductor fuses and reorders
+    sums: ~1e-6 relative per op; 1e-3 after the smoke steps leaves room for that and none for a wrong gradient)."""
+    point = first_grid_point(tmp_path, "formal_languages", "smoke")
+    losses = {}
+    for compiled in (False, True):
+        out = tmp_path / ("compiled" if compiled else "eager")
+        cfg = compose_cfg(out, "experiment=formal_languages", "scale=smoke", *point, f"trainer.compile={compiled}")
+        record = run(cfg)
+        assert record["status"] == "finished" and record["steps"] == record["max_steps"]
+        losses[compiled] = record["curve"][-1]["loss"]
+    assert record["model"] == "xlstm_1_1"
+    assert losses[True] == pytest.approx(losses[False], rel=1e-3)

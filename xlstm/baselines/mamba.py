@@ -38,6 +38,7 @@ class MambaConfig(BackboneConfig):
     norm_eps: float = 1e-5
 
 
+@torch.compiler.disable  # a loop over time: compiled, it would unroll into one graph node per step
 def selective_scan_loop(u, delta, A, B, C, D, h0=None):
     """Reference: a loop over time. u, delta (B, L, E); A (E, N); B, C (B, L, N); D (E) -> y (B, L, E), h (B, E, N)."""
     h = h0 if h0 is not None else u.new_zeros(u.shape[0], u.shape[2], A.shape[1])
@@ -60,6 +61,7 @@ def _doubling_scan(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torc
     return a, b
 
 
+@torch.compiler.disable  # a loop over chunks: compiled, it would unroll into one graph node per chunk
 def selective_scan_chunked(u, delta, A, B, C, D, h0=None, chunk_size: int = 32):
     """Same results as ``selective_scan_loop``; parallel inside chunks of ``chunk_size`` steps."""
     Bsz, L, E = u.shape

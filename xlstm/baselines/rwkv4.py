@@ -28,6 +28,7 @@ class RWKV4Config(BackboneConfig):
     ffn_factor: int = 4
 
 
+@torch.compiler.disable  # a loop over time: compiled, it would unroll into one graph node per step
 def wkv_stable(w: torch.Tensor, u: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                state: WKVState | None = None) -> tuple[torch.Tensor, WKVState]:
     """w, u (D,) with w > 0; k, v (B, T, D) -> wkv (B, T, D), final (a, b, p). All exponentials are of

@@ -44,6 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--head-dim", type=int, nargs="+", default=[16, 32])
     p.add_argument("--reps", type=int, default=5)
     a = p.parse_args(argv)
+    from experiments.allocator import retain_freed_memory
+
+    malloc = "retain" if retain_freed_memory() else "default"  # as in CPU training (experiments/allocator.py)
     rows = []
     for threads in a.threads:
         torch.set_num_threads(threads)
@@ -56,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
                              "fused_fwd_s": round(ff, 5), "fused_fwd_bwd_s": round(fb, 5),
                              "speedup_fwd": round(rf / ff, 2), "speedup_fwd_bwd": round(rb / fb, 2),
                              "hardware": f"cpu: {platform.machine()} ({torch.get_num_threads()} threads)",
-                             "torch": torch.__version__, "commit": commit_label()})
+                             "torch": torch.__version__, "malloc": malloc, "commit": commit_label()})
                 print(rows[-1])
     write_csv(rows, ROOT / "results" / "kernels" / "slstm_cpu.csv")
     return 0

@@ -32,19 +32,24 @@ class _FusedSLSTM(torch.autograd.Function):
         i_w, f_w, z, o = act.unbind(0)
         hs[0], cs[0], ns[0] = h0, c0, n0
         m = m0
+        # every per-step view made once, up front (a view costs about as much as a small op)
+        x_t, raw_t = x.view(S, NH, B, 4 * DH).unbind(0), raw.view(S, NH, B, 4 * DH).unbind(0)
+        gates_t = raw.unbind(0)
+        h_t, c_t, n_t = hs.unbind(0), cs.unbind(0), ns.unbind(0)
+        i_t, f_t, z_t, o_t = i_w.unbind(0), f_w.unbind(0), z.unbind(0), o.unbind(0)
         for t in range(S):
-            torch.baddbmm(x[t].view(NH, B, 4 * DH), hs[t], W, out=raw[t].view(NH, B, 4 * DH))
-            i_raw, f_raw, z_raw, o_raw = raw[t].unbind(2)
+            torch.baddbmm(x_t[t], h_t[t], W, out=raw_t[t])
+            i_raw, f_raw, z_raw, o_raw = gates_t[t].unbind(2)
             i_log = F.logsigmoid(i_raw) if igate_sigmoid else i_raw
-            log_f_m = F.logsigmoid(f_raw) + m
+            log_f_m = F.logsigmoid(f_raw).add_(m)
             m = torch.maximum(log_f_m, i_log)  # the stabilizer: no gradient flows through it
-            torch.exp(i_log - m, out=i_w[t])
-            torch.exp(log_f_m - m, out=f_w[t])  # 0 on the first step (m = -inf)
-            torch.tanh(z_raw, out=z[t])
-            torch.sigmoid(o_raw, out=o[t])
-            torch.mul(f_w[t], cs[t], out=cs[t + 1]).addcmul_(i_w[t], z[t])
-            torch.addcmul(i_w[t], f_w[t], ns[t], out=ns[t + 1])
-            torch.div(cs[t + 1], ns[t + 1], out=hs[t + 1]).mul_(o[t])
+            torch.exp(torch.sub(i_log, m, out=i_t[t]), out=i_t[t])
+            torch.exp(log_f_m.sub_(m), out=f_t[t])  # 0 on the first step (m = -inf)
+            torch.tanh(z_raw, out=z_t[t])
+            torch.sigmoid(o_raw, out=o_t[t])
+            torch.mul(f_t[t], c_t[t], out=c_t[t + 1]).addcmul_(i_t[t], z_t[t])
+            torch.addcmul(i_t[t], f_t[t], n_t[t], out=n_t[t + 1])
+            torch.div(c_t[t + 1], n_t[t + 1], out=h_t[t + 1]).mul_(o_t[t])
         ctx.save_for_backward(W, hs, cs, ns, raw, act)
         ctx.clip, ctx.igate_sigmoid = clip, igate_sigmoid
         ctx.mark_non_differentiable(m)
@@ -71,21 +76,25 @@ class _FusedSLSTM(torch.autograd.Function):
         dh = d_out[S - 1] + (d_h_last if d_h_last is not None else 0)
         dc = d_c_last.clone() if d_c_last is not None else torch.zeros_like(hs[0])
         dn = d_n_last.clone() if d_n_last is not None else torch.zeros_like(hs[0])
+        # every per-step view made once, up front
+        steps = [t.unbind(0) for t in (d_raw, to_dc, to_dn, from_c_i, from_n_i, from_c_f, from_n_f, to_do, f_w, d_out)]
+        d_raw_t, to_dc_t, to_dn_t, from_c_i_t, from_n_i_t, from_c_f_t, from_n_f_t, to_do_t, f_w_t, d_out_t = steps
+        from_c_z_t, d_flat_t = from_c_z.unbind(0), d_raw.view(S, NH, B, 4 * DH).unbind(0)
         for t in range(S - 1, -1, -1):
-            g_i, g_f, g_z, g_o = d_raw[t].unbind(2)
-            dc.addcmul_(dh, to_dc[t])
-            dn.addcmul_(dh, to_dn[t], value=-1)
-            torch.mul(dc, from_c_i[t], out=g_i).addcmul_(dn, from_n_i[t])
-            torch.mul(dc, from_c_f[t], out=g_f).addcmul_(dn, from_n_f[t])
-            torch.mul(dc, from_c_z[t], out=g_z)
-            torch.mul(dh, to_do[t], out=g_o)
-            dc.mul_(f_w[t])
-            dn.mul_(f_w[t])
-            dh = torch.bmm(d_raw[t].view(NH, B, 4 * DH), WT)  # the gradient reaching h_{t-1} through R
+            g_i, g_f, g_z, g_o = d_raw_t[t].unbind(2)
+            dc.addcmul_(dh, to_dc_t[t])
+            dn.addcmul_(dh, to_dn_t[t], value=-1)
+            torch.mul(dc, from_c_i_t[t], out=g_i).addcmul_(dn, from_n_i_t[t])
+            torch.mul(dc, from_c_f_t[t], out=g_f).addcmul_(dn, from_n_f_t[t])
+            torch.mul(dc, from_c_z_t[t], out=g_z)
+            torch.mul(dh, to_do_t[t], out=g_o)
+            dc.mul_(f_w_t[t])
+            dn.mul_(f_w_t[t])
+            dh = torch.bmm(d_flat_t[t], WT)  # the gradient reaching h_{t-1} through R
             if ctx.clip is not None:
                 dh.clamp_(-ctx.clip, ctx.clip)
             if t > 0:
-                dh += d_out[t - 1]
+                dh += d_out_t[t - 1]
         # dW[h] = sum over steps and batch of h_{t-1}^T d_raw_t, then back to R's layout
         dW = torch.bmm(hs[:-1].transpose(0, 1).reshape(NH, S * B, DH).transpose(1, 2),
                        d_raw.transpose(0, 1).reshape(NH, S * B, 4 * DH))

@@ -46,17 +46,16 @@ class _FusedChunkwise(torch.autograd.Function):
         v1 = torch.cat([v, torch.ones_like(v[..., :1])], dim=-1)
         cum, total, w, m_local = _chunk_weights(lf, ic)
         local = (k * w[..., None]).transpose(-1, -2) @ v1  # each chunk's own [C, n], (B,NH,NC,DK,DV+1)
-        m0 = torch.empty_like(total)  # the stabilizer at each chunk start: a max-plus scan over small tensors
-        m = m_init
-        for j in range(NC):
-            m0[:, :, j] = m
-            m = torch.maximum(total[:, :, j] + m, m_local[:, :, j])
-        m_next = torch.cat([m0[:, :, 1:], m[:, :, None]], dim=-1)
+        ms = [m_init]  # the stabilizer at each chunk boundary: a max-plus scan over small tensors
+        for total_j, m_local_j in zip(total.unbind(2), m_local.unbind(2)):
+            ms.append(torch.maximum(total_j + ms[-1], m_local_j))
+        m = ms[-1]
+        m0, m_next = torch.stack(ms[:-1], dim=2), torch.stack(ms[1:], dim=2)  # (B,NH,NC) at chunk starts, ends
         carry = torch.exp(total + m0 - m_next)  # (B,NH,NC)
         local = local * torch.exp(m_local - m_next)[..., None, None]
         starts = [torch.cat([c_init, n_init[..., None]], dim=-1)]  # [C, n] at every chunk boundary
-        for j in range(NC):  # one fused multiply-add per chunk
-            starts.append(torch.addcmul(local[:, :, j], carry[:, :, j, None, None], starts[-1]))
+        for local_j, carry_j in zip(local.unbind(2), carry[..., None, None].unbind(2)):  # one multiply-add a chunk
+            starts.append(torch.addcmul(local_j, carry_j, starts[-1]))
         starts = torch.stack(starts, dim=2)  # (B,NH,NC+1,DK,DV+1)
         c0 = starts[:, :, :NC]
         log_d = segment_sums(lf) + ic[..., None, :]  # (B,NH,NC,L,L), -inf above the diagonal
@@ -99,8 +98,8 @@ class _FusedChunkwise(torch.autograd.Function):
         dstates = [torch.cat([dc_last if dc_last is not None else torch.zeros_like(c0[:, :, 0, :, :DV]),
                               (dn_last if dn_last is not None else torch.zeros_like(c0[:, :, 0, :, DV]))[..., None]],
                              dim=-1)]
-        for j in reversed(range(NC)):
-            dstates.append(torch.addcmul(dc0[:, :, j], carry[:, :, j, None, None], dstates[-1]))
+        for dc0_j, carry_j in zip(dc0.unbind(2)[::-1], carry[..., None, None].unbind(2)[::-1]):
+            dstates.append(torch.addcmul(dc0_j, carry_j, dstates[-1]))
         dstates = torch.stack(dstates[::-1], dim=2)  # (B,NH,NC+1,DK,DV+1)
         dafter = dstates[:, :, 1:]  # gradient reaching the end state of each chunk
         dtotal = (dafter * c0).sum((-1, -2)) * carry  # carry = exp(total + m0 - m_next)

@@ -45,8 +45,16 @@ def test_every_model_compiles_with_the_same_values_and_gradients(name):
     _check_compiled(name)
 
 
-def _check_compiled(name: str) -> None:
-    model, x = _model(name), torch.randn(2, 8, 32)
+@pytest.mark.gpu  # CUDA: the blocks around the Triton kernels compile to Triton as well (run by run_on_gpu.sh)
+@pytest.mark.parametrize("name", ["llama", "mamba", "rwkv4", "xlstm_1_0", "xlstm_7_1"])
+def test_models_compile_on_cuda_with_the_same_values_and_gradients(name):
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    _check_compiled(name, "cuda")
+
+
+def _check_compiled(name: str, device: str = "cpu") -> None:
+    model, x = _model(name).to(device), torch.randn(2, 8, 32, device=device)
     names = [n for n, _ in model.named_parameters()]
     y, grads = _values_and_grads(model, x)
     compile_blocks(model)

@@ -41,6 +41,13 @@ class _FusedChunkwise(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, q, k, v, lf, ic, c_init, n_init, m_init, eps):
+        # the inputs come in the compute dtype; under autocast the products would be rounded to half precision in
+        # the forward only (the backward runs outside autocast), so both run in the compute dtype
+        with torch.autocast(q.device.type, enabled=False):
+            return _FusedChunkwise._forward(ctx, q, k, v, lf, ic, c_init, n_init, m_init, eps)
+
+    @staticmethod
+    def _forward(ctx, q, k, v, lf, ic, c_init, n_init, m_init, eps):
         # q (scaled), k (B,NH,NC,L,DK); v (B,NH,NC,L,DV); lf = log sigmoid(f), ic (B,NH,NC,L); states (B,NH,...)
         NC, DV = q.shape[2], v.shape[-1]
         v1 = torch.cat([v, torch.ones_like(v[..., :1])], dim=-1)

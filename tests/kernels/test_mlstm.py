@@ -171,3 +171,18 @@ def test_shape_mismatch_is_a_clear_error():
     inputs, _ = mlstm_inputs(1, 1, 4, 4, 4)
     with pytest.raises(ValueError, match="do not fit"):
         mlstm(inputs[0], inputs[1][:, :, :3], *inputs[2:])
+
+
+def test_chunkwise_under_autocast_computes_in_float32():
+    """bfloat16 inputs under CPU autocast: the same outputs and gradients as without autocast (the op computes in
+    float32 either way; autocast would otherwise round its forward products, and only those, to bfloat16)."""
+    inputs, _ = mlstm_inputs(2, 2, 50, 8, 8, dtype=torch.float32)
+    runs = []
+    for autocast in (False, True):
+        leaves = [t.clone().requires_grad_() for t in inputs]
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            h = mlstm(*[t.bfloat16() for t in leaves], backend="chunkwise--torch", chunk_size=16)
+        h.float().square().sum().backward()
+        runs.append([h, *(t.grad for t in leaves)])
+    for a, b in zip(*runs):
+        assert torch.equal(a, b)

@@ -11,7 +11,7 @@ import torch
 import xlstm
 from kernels.testing import assert_close
 from xlstm.baselines.mamba import selective_scan_chunked, selective_scan_loop
-from xlstm.baselines.rwkv4 import wkv_stable
+from xlstm.baselines.rwkv4 import wkv_chunked, wkv_stable
 from xlstm.params import count
 
 from .helpers import stepped_logits
@@ -140,10 +140,37 @@ def test_rwkv4_stable_wkv_equals_the_naive_sum():
     assert_close("carried", out.detach(), torch.cat([first, rest], 1), 1e-12)
 
 
-def test_rwkv4_wkv_is_finite_for_huge_keys():
-    k = torch.tensor([[[1e4], [-1e4], [500.0], [80.0]]])
-    out, _ = wkv_stable(torch.tensor([0.5]), torch.tensor([0.1]), k, torch.ones_like(k))
+@pytest.mark.parametrize("T, chunk", [(9, 4), (37, 16), (16, 16), (5, 16), (40, 8)])
+@pytest.mark.parametrize("with_state", [False, True], ids=["zero-state", "carried-state"])
+def test_rwkv4_chunked_wkv_equals_the_loop(T, chunk, with_state):
+    """Values, final state (as the represented a e^p, b e^p) and every gradient (w, u, k, v and the state's a, b, p)
+    of the chunked form against the loop, float64: both are exact forms of the same sums, 1e-10 as above."""
+    g = torch.Generator().manual_seed(T)
+    B, D = 2, 5
+    w, u = torch.rand(D, generator=g) + 0.1, torch.randn(D, generator=g)
+    k, v = torch.randn(B, T, D, generator=g) * 3, torch.randn(B, T, D, generator=g)
+    state = (torch.randn(B, D, generator=g), torch.rand(B, D, generator=g) + 0.5, torch.randn(B, D, generator=g))
+    weights = torch.randn(B, T, D, generator=g, dtype=torch.float64)
+    runs = []
+    for fn in (wkv_stable, lambda *args: wkv_chunked(*args, chunk_size=chunk)):
+        leaves = [t.double().requires_grad_() for t in (w, u, k, v, *(state if with_state else ()))]
+        out, (a, b, p) = fn(*leaves[:4], tuple(leaves[4:]) if with_state else None)
+        held = (a * p.exp(), b * p.exp())
+        ((out * weights).sum() + held[0].sum() + 0.5 * held[1].sum()).backward()
+        runs.append([out, *held, *(t.grad for t in leaves)])
+    names = ["wkv", "a e^p", "b e^p", "dw", "du", "dk", "dv", "da", "db", "dp"]
+    for name, ref, got in zip(names, *runs):
+        assert_close(name, ref, got, 1e-10)
+
+
+@pytest.mark.parametrize("fn", [wkv_stable, wkv_chunked], ids=["loop", "chunked"])
+def test_rwkv4_wkv_is_finite_for_huge_keys(fn):
+    k = torch.tensor([[[1e4], [-1e4], [500.0], [80.0], [-3e4], [2.0]]])
+    leaves = [torch.tensor([0.5]).requires_grad_(), torch.tensor([0.1]).requires_grad_(), k.requires_grad_()]
+    out, _ = fn(*leaves, torch.ones_like(k))
     assert torch.isfinite(out).all() and torch.allclose(out, torch.ones_like(out))  # a weighted mean of ones
+    out.sum().backward()
+    assert all(torch.isfinite(t.grad).all() for t in leaves)
 
 
 def _table7() -> dict[tuple[str, str], float]:

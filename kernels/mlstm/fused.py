@@ -3,10 +3,11 @@ with a hand-written backward.
 "chunkwise--torch_autograd" runs the recorded-ops form of ``chunkwise.py``; both agree in value, final state and every
 gradient (tests/kernels/test_mlstm.py).
 
-Why: on a CPU the autograd chunkwise form spends about half its time in elementwise ops and copies that autograd
-records and replays (the division by the normalizer, the weighting of keys, stacking the chunk states); here the
-forward keeps only what the backward needs (the chunk-start states, the intra-chunk weights D and scores P, the
-normalizer) and the backward is the chain rule written out with one batched matmul per product.
+Why: on a CPU the autograd chunkwise form spends a large share of its time in elementwise ops and copies that
+autograd records and replays (the division by the normalizer, the weighting of keys, stacking the chunk states);
+here the forward keeps only what the backward needs (the chunk-start states, the intra-chunk weights D and scores
+P, the normalizer) and the backward is the chain rule written out with one batched matmul per product: 1.1-1.3x
+faster fwd+bwd at B 16 x S 256 and B 2 x S 2048 with 4 heads of 64 (README, CPU training speed).
 
 Per chunk, positions t, s in [0, L), with F the inclusive cumsum of log f inside the chunk and the chunk-start
 state (C0, n0, m0) (all stabilizers detached, as in every form):

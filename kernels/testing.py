@@ -64,6 +64,6 @@ def gla_run(backend: str, inputs: dict, dtype: torch.dtype, chunk: int = 16, sca
     o, s = gla(leaves["q"], leaves["k"], leaves["v"], leaves["log_decay"], bonus=leaves["bonus"], scale=scale,
                initial_state=leaves["initial_state"], backend=backend, chunk_size=chunk, return_last_state=True)
     g = torch.Generator().manual_seed(1)
-    loss = sum((t.double() * torch.randn(t.shape, generator=g, dtype=torch.float64)).sum() for t in (o, s))
+    loss = sum((t.double() * torch.randn(t.shape, generator=g, dtype=torch.float64).to(t.device)).sum() for t in (o, s))
     loss.backward()
     return {"o": o, "S_T": s, **{"d" + n: t.grad for n, t in leaves.items() if t is not None}}

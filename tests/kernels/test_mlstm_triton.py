@@ -36,7 +36,7 @@ def _run(backend, inputs, state, chunk, dtype):
     h, (c, n, m) = mlstm(*leaves, backend=backend, chunk_size=chunk, initial_state=state_leaves,
                          return_last_state=True)
     g = torch.Generator().manual_seed(1)
-    weights = [torch.randn(t.shape, generator=g, dtype=torch.float64) for t in (h, c, n)]
+    weights = [torch.randn(t.shape, generator=g, dtype=torch.float64).to(t.device) for t in (h, c, n)]
     sum((t.double() * w).sum() for t, w in zip((h, c, n), weights)).backward()
     grads = [t.grad for t in leaves] + ([] if state is None else [t.grad for t in state_leaves[:2]])
     return (h, c, n, m), grads

@@ -4,8 +4,9 @@ A CPU training step frees and allocates the same large tensors every step (activ
 logits). By default glibc serves blocks above its mmap threshold (128 KiB to 32 MiB) with fresh mappings and returns
 them to the system on free, so every step pays the page faults of mapping and zeroing them again: a quarter to a
 third of a step at the small scale's widths (results/lm/train_throughput.csv, rows with and without). With
-``retain_freed_memory()`` (mallopt: no mmap for large blocks, no trimming of the heap, growth in 256 MiB steps) freed blocks are reused;
-the process's resident memory stays at its peak, which a training process returns to every step anyway.
+``retain_freed_memory()`` (mallopt: no mmap for large blocks, no trimming of the heap, growth in 256 MiB steps)
+freed blocks are reused; the process's resident memory stays at its peak, which a training process returns to
+every step anyway.
 
 glibc only (Linux); elsewhere, or with ``SUITE_MALLOC=default`` in the environment, malloc is left as it is.
 """

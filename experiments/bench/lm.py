@@ -129,11 +129,10 @@ def median_step_seconds(network, vocab: int, batch: int, context: int, steps: in
 def bench_train(models: list[str], size: str, context: int, batch: int, steps: int, precision: str,
                 vocab: int, compiled: bool = False) -> list[dict]:
     import xlstm
-    from xlstm.components import compile_blocks
-    from tasks.heads import TokenClassifier
-    from xlstm.sizes import paper_size
-
     from experiments.allocator import retain_freed_memory
+    from tasks.heads import TokenClassifier
+    from xlstm.components import compile_blocks
+    from xlstm.sizes import paper_size
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     malloc = "retain" if device == "cpu" and retain_freed_memory() else "default"  # experiments.allocator

@@ -14,18 +14,24 @@ from .recurrent import zero_state
 from .reference import State, compute_dtype, segment_sums
 
 
+def chunk_end_weights(log_f: torch.Tensor, igate: torch.Tensor):
+    """log_f, igate (B,NH,NC,L) -> each chunk's total log decay (B,NH,NC), the weights w (B,NH,NC,L) of its
+    positions in its end state, in units of exp(m_local), and m_local (B,NH,NC), detached."""
+    total = log_f.sum(-1)
+    # suffix sums sum_{s > j} log f_s (accumulated from the chunk end, never as a difference of prefix sums)
+    after = torch.flip(torch.cumsum(torch.flip(log_f, [-1]), dim=-1), [-1]) - log_f
+    to_end = after + igate  # log weight of position j in its chunk's end state
+    m_local = to_end.max(dim=-1).values.detach()
+    return total, torch.exp(to_end - m_local[..., None]), m_local
+
+
 def _chunk_states(k, v, log_f, igate, state: State):
     """States at the start of every chunk, and the final state.
 
     k (B,NH,NC,L,DK), v (B,NH,NC,L,DV), log_f, igate (B,NH,NC,L) -> C (B,NH,NC,DK,DV), n (B,NH,NC,DK), m (B,NH,NC)
     """
-    total = log_f.sum(-1)  # log decay across each chunk (B, NH, NC)
-    # suffix sums sum_{s > j} log f_s (accumulated from the chunk end, never as a difference of prefix sums)
-    after = torch.flip(torch.cumsum(torch.flip(log_f, [-1]), dim=-1), [-1]) - log_f
-    to_end = after + igate  # log weight of position j in its chunk's end state
-    with torch.no_grad():
-        m_local = to_end.max(dim=-1).values
-    w = torch.exp(to_end - m_local[..., None])[..., None]
+    total, w, m_local = chunk_end_weights(log_f, igate)
+    w = w[..., None]
     c_local = (k * w).transpose(-1, -2) @ v  # each chunk's own contribution, in units of m_local
     n_local = (k * w).sum(-2)
     c, n, m = state

@@ -21,19 +21,8 @@ from __future__ import annotations
 
 import torch
 
-from .chunkwise import chunk_inputs
+from .chunkwise import chunk_end_weights, chunk_inputs
 from .reference import State, segment_sums
-
-
-def _chunk_weights(lf: torch.Tensor, ic: torch.Tensor):
-    """lf, ic (B,NH,NC,L) -> cumulative log decay F, each chunk's total, the weights w of its positions in its end
-    state (units of m_local) and m_local."""
-    cum = torch.cumsum(lf, dim=-1)
-    total = cum[..., -1]
-    after = torch.flip(torch.cumsum(torch.flip(lf, [-1]), dim=-1), [-1]) - lf  # sum_{u > s} log f_u, never a difference
-    to_end = after + ic
-    m_local = to_end.max(dim=-1).values
-    return cum, total, torch.exp(to_end - m_local[..., None]), m_local
 
 
 class _FusedChunkwise(torch.autograd.Function):
@@ -52,7 +41,8 @@ class _FusedChunkwise(torch.autograd.Function):
         # q (scaled), k (B,NH,NC,L,DK); v (B,NH,NC,L,DV); lf = log sigmoid(f), ic (B,NH,NC,L); states (B,NH,...)
         NC, DV = q.shape[2], v.shape[-1]
         v1 = torch.cat([v, torch.ones_like(v[..., :1])], dim=-1)
-        cum, total, w, m_local = _chunk_weights(lf, ic)
+        cum = torch.cumsum(lf, dim=-1)  # F
+        total, w, m_local = chunk_end_weights(lf, ic)
         local = (k * w[..., None]).transpose(-1, -2) @ v1  # each chunk's own [C, n], (B,NH,NC,DK,DV+1)
         ms = [m_init]  # the stabilizer at each chunk boundary: a max-plus scan over small tensors
         for total_j, m_local_j in zip(total.unbind(2), m_local.unbind(2)):

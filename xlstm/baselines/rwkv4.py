@@ -29,17 +29,18 @@ class RWKV4Config(BackboneConfig):
     ffn_factor: int = 4
 
 
+def wkv_zero_state(k: torch.Tensor) -> WKVState:
+    """The empty state for keys k (B, T, D): a = b = 0 and the exponent p = -inf (no term yet)."""
+    zeros = k.new_zeros(k.shape[0], k.shape[2])
+    return zeros, zeros, torch.full_like(zeros, float("-inf"))
+
+
 @torch.compiler.disable  # a loop over time: compiled, it would unroll into one graph node per step
 def wkv_stable(w: torch.Tensor, u: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                state: WKVState | None = None) -> tuple[torch.Tensor, WKVState]:
     """w, u (D,) with w > 0; k, v (B, T, D) -> wkv (B, T, D), final (a, b, p). All exponentials are of
     differences to the running maximum, so nothing overflows whatever the size of k."""
-    B, T, D = k.shape
-    if state is None:
-        a = b = k.new_zeros(B, D)
-        p = torch.full((B, D), float("-inf"), dtype=k.dtype, device=k.device)
-    else:
-        a, b, p = state
+    a, b, p = state if state is not None else wkv_zero_state(k)
     out = []
     for k_t, v_t in zip(k.unbind(1), v.unbind(1)):
         bonus = u + k_t
@@ -99,9 +100,7 @@ def wkv_chunked(w: torch.Tensor, u: torch.Tensor, k: torch.Tensor, v: torch.Tens
     steps: B x T x chunk_size x D temporaries instead of T steps of small ops. The last T mod chunk_size steps
     run as one shorter chunk."""
     B, T, D = k.shape
-    if state is None:
-        state = (k.new_zeros(B, D), k.new_zeros(B, D), torch.full((B, D), float("-inf"), dtype=k.dtype,
-                                                                  device=k.device))
+    state = state if state is not None else wkv_zero_state(k)
     L = min(chunk_size, T)
     whole = T - T % L
     out, state = _wkv_chunks(w, u, k[:, :whole].reshape(B, -1, L, D), v[:, :whole].reshape(B, -1, L, D), state)

@@ -10,7 +10,7 @@ import torch
 
 import xlstm
 from kernels.testing import assert_close
-from xlstm.baselines.mamba import selective_scan_chunked, selective_scan_loop
+from xlstm.baselines.mamba import selective_scan_chunked, selective_scan_loop, selective_scan_two_level
 from xlstm.baselines.rwkv4 import wkv_chunked, wkv_stable
 from xlstm.params import count
 
@@ -86,8 +86,9 @@ def test_generate_runs_for_every_model(name):
     assert out.shape == (2, 7)
 
 
-@pytest.mark.parametrize("L, chunk", [(1, 4), (13, 4), (32, 8), (37, 64)])
-def test_mamba_chunked_scan_equals_the_loop(L, chunk):
+@pytest.mark.parametrize("form", [selective_scan_chunked, selective_scan_two_level])
+@pytest.mark.parametrize("L, chunk", [(1, 4), (13, 4), (32, 8), (37, 64), (40, 1)])
+def test_mamba_chunked_scans_equal_the_loop(form, L, chunk):
     g = torch.Generator().manual_seed(L)
     B, E, N = 2, 6, 4
     u, delta = torch.randn(B, L, E, generator=g), torch.rand(B, L, E, generator=g) * 2
@@ -96,7 +97,7 @@ def test_mamba_chunked_scan_equals_the_loop(L, chunk):
     h0 = torch.randn(B, E, N, generator=g)
     leaves = [t.double().requires_grad_() for t in (u, delta, A, Bm, Cm, D, h0)]
     ref = [t.detach().clone().requires_grad_() for t in leaves]
-    y, h = selective_scan_chunked(*leaves, chunk_size=chunk)
+    y, h = form(*leaves, chunk_size=chunk)
     y_ref, h_ref = selective_scan_loop(*ref)
     assert_close("y", y_ref, y, 1e-12)
     assert_close("h", h_ref, h, 1e-12)

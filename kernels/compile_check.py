@@ -1,6 +1,7 @@
 """``python -m kernels.compile_check [--arch 80 90] [--dtype bf16 fp32]``: compile every Triton kernel of the suite
 for NVIDIA targets on a machine without a GPU (Triton lowers to PTX and cubin with its bundled ptxas), so code that
-only the interpreter has run is known to compile for real hardware. Needs TRITON_INTERPRET unset.
+only the interpreter has run is known to compile for real hardware, and fits its shared memory. Needs TRITON_INTERPRET
+unset.
 """
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import sys
 INTS = {"S", "DK", "DV", "NC", "B", "NH", "DH", "T"}  # ("DH" is also the sLSTM's DH_OUT pointer's prefix only)
 FLOATS = {"scale", "eps", "clip"}
 TYPED_PTRS = {"Q", "K", "V", "H", "X", "DH_OUT"}  # tensors in the input dtype
+# the most shared memory one program may use (opt-in maximum per block): A100 163 KB, H100/H200 227 KB
+SHARED_MEMORY_LIMIT = {80: 166_912, 90: 232_448}
 
 
 def kernels(dtype: str) -> list[tuple[object, dict]]:
@@ -29,15 +32,16 @@ def kernels(dtype: str) -> list[tuple[object, dict]]:
         (chunk_states_bwd, tiles),
         (chunk_grads, {**tiles, "NK": 2, "NV": 4}),
         (recurrent_fwd, dict(BK=128, BV=64)),
-        (slstm_fwd, dict(BB=16, BD=256, BO=64, NT=3, PREC=prec)),  # DH = 192
-        (slstm_bwd, dict(BB=16, BD=256, BO=64, NT=3, PREC=prec, CLIP=True)),
+        (slstm_fwd, dict(BB=16, BO=64, NT=3, PREC=prec)),  # DH = 192
+        (slstm_bwd, dict(BB=16, BO=64, NT=3, PREC=prec, CLIP=True)),
     ]
 
 
 def argument_types(fn, constexprs: dict, dtype: str, ints: set[str], typed_ptrs: set[str],
-                   floats: frozenset[str] = frozenset(), compute: str = "fp32") -> dict[str, str]:
-    """Triton's signature of ``fn``: constexprs by value, ``ints`` i32, ``floats`` fp32 scalars, ``typed_ptrs``
-    pointers in the input ``dtype``, every other argument a pointer in the ``compute`` dtype."""
+                   floats: frozenset[str] = frozenset(), compute: str = "fp32", float_type: str = "fp32"
+                   ) -> dict[str, str]:
+    """Triton's signature of ``fn``: constexprs by value, ``ints`` i32, ``floats`` scalars of ``float_type``,
+    ``typed_ptrs`` pointers in the input ``dtype``, every other argument a pointer in the ``compute`` dtype."""
     out = {}
     for name in fn.arg_names:
         if name in constexprs:
@@ -45,14 +49,17 @@ def argument_types(fn, constexprs: dict, dtype: str, ints: set[str], typed_ptrs:
         elif name in ints:
             out[name] = "i32"
         elif name in floats:
-            out[name] = "fp32"
+            out[name] = float_type
         else:
             out[name] = f"*{dtype}" if name in typed_ptrs else f"*{compute}"
     return out
 
 
 def signature(fn, constexprs: dict, dtype: str) -> dict[str, str]:
-    return argument_types(fn, constexprs, dtype, INTS, TYPED_PTRS, FLOATS)
+    """Float scalars as an eager launch passes them (float32) for bf16 inputs and as torch.compile passes them
+    (float64) for float32 inputs: the kernels cast them, so both compile."""
+    return argument_types(fn, constexprs, dtype, INTS, TYPED_PTRS, FLOATS,
+                          float_type="fp64" if dtype == "fp32" else "fp32")
 
 
 def compile_kernels(prog: str, kernels, signature, argv: list[str] | None = None) -> int:
@@ -77,7 +84,10 @@ def compile_kernels(prog: str, kernels, signature, argv: list[str] | None = None
                 src = triton.compiler.ASTSource(fn=fn, signature=signature(fn, constexprs, dtype), constexprs=constexprs)
                 try:
                     compiled = triton.compile(src, target=GPUTarget("cuda", arch, 32))
-                    status = f"ok ({len(compiled.asm['cubin'])} bytes of cubin)"
+                    shared, limit = compiled.metadata.shared, SHARED_MEMORY_LIMIT.get(arch)
+                    if limit is not None and shared > limit:  # the launch would fail with "out of resource"
+                        raise RuntimeError(f"needs {shared} bytes of shared memory, sm_{arch} has {limit}")
+                    status = f"ok ({len(compiled.asm['cubin'])} bytes of cubin, {shared} bytes of shared memory)"
                 except Exception as err:  # report every kernel, then fail
                     failures += 1
                     status = f"FAILED: {str(err).splitlines()[0] if str(err) else type(err).__name__}"

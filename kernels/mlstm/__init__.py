@@ -34,10 +34,10 @@ else:
 
 def resolve_backend(backend: str, device: torch.device, head_dims: tuple[int, int] = (64, 64),
                     chunk_size: int = 64) -> str:
-    """"auto" = chunkwise--triton on CUDA tensors when it is installed and tiles these shapes (head dims 16..256,
-    chunk 16/32/64/128), chunkwise--torch otherwise."""
+    """"auto" = chunkwise--triton on CUDA tensors when it is installed and tiles these shapes (head dims of at least
+    16, chunk 16/32/64/128), chunkwise--torch otherwise."""
     if backend == "auto":
-        triton_fits = ("chunkwise--triton" in BACKENDS and all(16 <= d <= 256 for d in head_dims)
+        triton_fits = ("chunkwise--triton" in BACKENDS and all(d >= 16 for d in head_dims)
                        and chunk_size in (16, 32, 64, 128))
         return "chunkwise--triton" if device.type == "cuda" and triton_fits else "chunkwise--torch"
     if backend not in BACKENDS:

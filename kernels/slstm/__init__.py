@@ -26,10 +26,10 @@ else:
 
 
 def resolve_backend(backend: str, device: torch.device, head_dim: int = 64, igate_activation: str = "exp") -> str:
-    """"auto" = triton on CUDA tensors when it is installed and tiles the head dim (16..256), torch_fused otherwise;
+    """"auto" = triton on CUDA tensors when it is installed and tiles the head dim (at least 16), torch_fused otherwise;
     the sigmoid input gate (an ablation) exists in the two torch loops only."""
     if backend == "auto":
-        fits = "triton" in BACKENDS and 16 <= head_dim <= 256 and igate_activation == "exp"
+        fits = "triton" in BACKENDS and head_dim >= 16 and igate_activation == "exp"
         return "triton" if device.type == "cuda" and fits else "torch_fused"
     if backend not in BACKENDS:
         raise ValueError(f"unknown sLSTM backend {backend!r}; valid: auto, {', '.join(BACKENDS)}")

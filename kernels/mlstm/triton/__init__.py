@@ -1,8 +1,10 @@
 """Triton mLSTM kernels behind ``mlstm(..., backend="chunkwise--triton" | "recurrent--triton")``.
 
-Supported: any S, head dims DK, DV in 16..256 (tiled in blocks of up to 64), chunk sizes 16, 32, 64, 128, inputs in
-float32, bfloat16 or float16 with float32 states and accumulation; CUDA tensors, or CPU tensors under
-TRITON_INTERPRET=1. Anything else is refused with a message instead of computing wrong numbers.
+Supported: any S; head dims DK, DV from 16 (tiled in blocks of up to 64, so any width: the paper's 125M and 1.3B
+mLSTM heads are 384 and 1024 wide), the recurrent kernel DK up to 256 (it holds a whole DK x 64 slice of C); chunk
+sizes 16, 32, 64, 128; inputs in float32, bfloat16 or float16 with float32 states and accumulation; CUDA tensors, or
+CPU tensors under TRITON_INTERPRET=1. Anything else is refused with a message instead of computing wrong numbers.
+The kernels cast their float arguments (scale, eps) to float32 themselves: torch.compile hands them over as float64.
 """
 from __future__ import annotations
 
@@ -17,18 +19,23 @@ from .chunkwise_fwd import chunk_outputs_fwd, chunk_states_fwd
 from .recurrent import recurrent_fwd
 
 CHUNK_SIZES = (16, 32, 64, 128)
-HEAD_DIMS = (16, 256)
+MIN_HEAD_DIM = 16  # tl.dot's smallest tile
+RECURRENT_MAX_DK = 256  # the recurrent kernel keeps all of DK in one tile
 DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
 
 def _check(q: torch.Tensor, v: torch.Tensor, chunk_size: int | None) -> None:
+    """chunk_size None: the recurrent kernel."""
     if not q.is_cuda and os.environ.get("TRITON_INTERPRET") != "1":
         raise RuntimeError("the Triton mLSTM kernels need CUDA tensors (or TRITON_INTERPRET=1 on CPU); "
                            "use backend='chunkwise--torch'")
     for name, d in (("DK", q.shape[-1]), ("DV", v.shape[-1])):
-        if not HEAD_DIMS[0] <= d <= HEAD_DIMS[1]:
-            raise ValueError(f"the Triton mLSTM kernels tile head dims {HEAD_DIMS[0]}..{HEAD_DIMS[1]}; got {name}={d} "
+        if d < MIN_HEAD_DIM:
+            raise ValueError(f"the Triton mLSTM kernels need head dims of at least {MIN_HEAD_DIM}; got {name}={d} "
                              "(use backend='chunkwise--torch')")
+    if chunk_size is None and q.shape[-1] > RECURRENT_MAX_DK:
+        raise ValueError(f"the recurrent Triton mLSTM kernel takes DK up to {RECURRENT_MAX_DK}; got "
+                         f"DK={q.shape[-1]} (use backend='chunkwise--triton' or 'recurrent--torch')")
     if chunk_size is not None and chunk_size not in CHUNK_SIZES:
         raise ValueError(f"the Triton mLSTM kernels take chunk_size in {CHUNK_SIZES}; got {chunk_size}")
     if q.dtype not in DTYPES:

@@ -51,7 +51,7 @@ def chunk_states_bwd(Q, LOGF, M_T, C_ST, N_ST, M_ST, DNUM, DDEN, DC_LAST, DN_LAS
         m_t = tl.load(M_T + bh * S + pos, mask=valid, other=0.0)
         a = tl.where(valid, tl.exp(tl.cumsum(lf, axis=0) + m_c - m_t), 0.0)
         qq = tl.load(Q + (bh * S + pos[:, None]) * DK + ok[None, :], mask=valid[:, None] & mk[None, :],
-                     other=0.0).to(tl.float32) * scale
+                     other=0.0).to(tl.float32) * tl.cast(scale, tl.float32)
         dnum = tl.load(DNUM + (bh * S + pos[:, None]) * DV + ov[None, :], mask=valid[:, None] & mv[None, :],
                        other=0.0)
         dden = tl.load(DDEN + bh * S + pos, mask=valid, other=0.0)
@@ -140,7 +140,7 @@ def chunk_grads(Q, K, V, LOGF, IG, M_T, C_ST, N_ST, M_ST, DNUM, DDEN, DC_END, DN
             dk_inter += tl.dot(vv, tl.trans(dc_end), input_precision=PREC)
         dq = tl.dot(ds, kk, input_precision=PREC) + a[:, None] * dq_inter
         dk = tl.dot(tl.trans(ds), qq, input_precision=PREC) + u[:, None] * dk_inter
-        tl.store(DQ + rows, dq * scale, mask=qmask)
+        tl.store(DQ + rows, dq * tl.cast(scale, tl.float32), mask=qmask)
         tl.store(DKK + rows, dk, mask=qmask)
 
     # gate gradients: i enters log D[., j] and E_j; log f_s enters log D[t, j] for j < s <= t, F_t for s <= t,

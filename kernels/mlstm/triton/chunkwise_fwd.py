@@ -42,7 +42,7 @@ def qk_tile(Q, K, bh, S, DK, pos, valid, kt, scale, BK: tl.constexpr):
     mk = ok < DK
     rows = (bh * S + pos[:, None]) * DK + ok[None, :]
     mask = valid[:, None] & mk[None, :]
-    qq = tl.load(Q + rows, mask=mask, other=0.0).to(tl.float32) * scale
+    qq = tl.load(Q + rows, mask=mask, other=0.0).to(tl.float32) * tl.cast(scale, tl.float32)
     kk = tl.load(K + rows, mask=mask, other=0.0).to(tl.float32)
     return ok, mk, rows, mask, qq, kk
 
@@ -120,7 +120,7 @@ def chunk_outputs_fwd(Q, K, V, LOGF, IG, C_ST, N_ST, M_ST, H, M_OUT, N_OUT, DEN_
     decay = tl.exp(from_start - m_t)
     num = tl.dot(p, vv.to(tl.float32), input_precision=PREC) + decay[:, None] * qc
     den = tl.sum(p, axis=1) + decay * qn
-    norm = tl.maximum(tl.abs(den), tl.exp(-m_t)) + eps
+    norm = tl.maximum(tl.abs(den), tl.exp(-m_t)) + tl.cast(eps, tl.float32)
     h = num / norm[:, None]
     tl.store(H + (bh * S + pos[:, None]) * DV + ov[None, :], h.to(H.dtype.element_ty),
              mask=valid[:, None] & mv[None, :])

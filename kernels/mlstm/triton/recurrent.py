@@ -24,7 +24,7 @@ def recurrent_fwd(Q, K, V, LOGF, IG, C0, N0, M0, H, C1, N1, M1, S, DK, DV, scale
         m_new = tl.maximum(lf + m, ig)
         f_w = tl.exp(lf + m - m_new)
         i_w = tl.exp(ig - m_new)
-        qq = tl.load(Q + row * DK + ok, mask=mk, other=0.0).to(tl.float32) * scale
+        qq = tl.load(Q + row * DK + ok, mask=mk, other=0.0).to(tl.float32) * tl.cast(scale, tl.float32)
         kk = tl.load(K + row * DK + ok, mask=mk, other=0.0).to(tl.float32)
         vv = tl.load(V + row * DV + ov, mask=mv, other=0.0).to(tl.float32)
         c = f_w * c + i_w * kk[:, None] * vv[None, :]
@@ -32,7 +32,7 @@ def recurrent_fwd(Q, K, V, LOGF, IG, C0, N0, M0, H, C1, N1, M1, S, DK, DV, scale
         m = m_new
         num = tl.sum(c * qq[:, None], axis=0)
         den = tl.sum(n * qq, axis=0)
-        h = num / (tl.maximum(tl.abs(den), tl.exp(-m)) + eps)
+        h = num / (tl.maximum(tl.abs(den), tl.exp(-m)) + tl.cast(eps, tl.float32))
         tl.store(H + row * DV + ov, h.to(H.dtype.element_ty), mask=mv)
     tl.store(C1 + bh * DK * DV + tile, c, mask=tile_mask)
     if pv == 0:

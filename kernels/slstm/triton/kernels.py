@@ -1,8 +1,9 @@
 """Fused sLSTM kernels: the loop over time runs inside one program per (head, block of 16 batch rows).
 
 Each step works through the head's units in tiles of BO: the four gate pre-activations of a tile are the input
-plus h_{t-1} (all DH units, in registers) times the tile's rows of R (read from global memory, where the whole R of
-a head stays L2-resident; for DH <= 64 one tile covers the head), plus the bias; the stabilizer, gates and the
+plus h_{t-1} times the tile's rows of R, summed over tiles of BO units of h_{t-1} (R read from global memory, where
+the whole R of a head stays L2-resident; for DH <= 64 one tile covers the head; every tl.dot takes one BO x BO tile
+of R, so the shared memory a program needs does not grow with DH), plus the bias; the stabilizer, gates and the
 c / n / h updates are fused. Per step the new state goes to the STATES buffer (which the backward needs anyway)
 and a barrier makes h_t visible to the whole program before the next step reads it.
 
@@ -17,18 +18,41 @@ import triton.language as tl
 
 
 @triton.jit
+def _gate_products(STATES, R, prev, ob, mb, oo, mo, head, NH, DH, BB: tl.constexpr, BO: tl.constexpr,
+                   NT: tl.constexpr, PREC: tl.constexpr):
+    """h_{t-1} @ R[g, head][oo, :]^T for the four gates, (BB, BO) each, summed over the head's units in tiles of BO
+    (so a tl.dot never holds more than a BO x BO tile of R: the shared memory a program needs does not grow with DH)."""
+    acc_i = tl.zeros([BB, BO], dtype=tl.float32)
+    acc_f = tl.zeros([BB, BO], dtype=tl.float32)
+    acc_z = tl.zeros([BB, BO], dtype=tl.float32)
+    acc_o = tl.zeros([BB, BO], dtype=tl.float32)
+    gate = NH * DH * DH  # one gate's R
+    for kt in range(0, NT):
+        ok = kt * BO + tl.arange(0, BO)
+        mk = ok < DH
+        h_k = tl.load(STATES + prev + (ob[:, None] * NH + head) * DH + ok[None, :], mask=mb[:, None] & mk[None, :],
+                      other=0.0)
+        rows = (head * DH + oo[:, None]) * DH + ok[None, :]  # R[g, head, oo, ok]
+        rmask = mo[:, None] & mk[None, :]
+        acc_i += tl.dot(h_k, tl.trans(tl.load(R + rows, mask=rmask, other=0.0).to(tl.float32)), input_precision=PREC)
+        acc_f += tl.dot(h_k, tl.trans(tl.load(R + gate + rows, mask=rmask, other=0.0).to(tl.float32)),
+                        input_precision=PREC)
+        acc_z += tl.dot(h_k, tl.trans(tl.load(R + 2 * gate + rows, mask=rmask, other=0.0).to(tl.float32)),
+                        input_precision=PREC)
+        acc_o += tl.dot(h_k, tl.trans(tl.load(R + 3 * gate + rows, mask=rmask, other=0.0).to(tl.float32)),
+                        input_precision=PREC)
+    return acc_i, acc_f, acc_z, acc_o
+
+
+@triton.jit
 def slstm_fwd(X, R, BIAS, STATES, RAW, H, B, S, NH, DH,
-              BB: tl.constexpr, BD: tl.constexpr, BO: tl.constexpr, NT: tl.constexpr, PREC: tl.constexpr):
+              BB: tl.constexpr, BO: tl.constexpr, NT: tl.constexpr, PREC: tl.constexpr):
     head = tl.program_id(0)
     ob = tl.program_id(1) * BB + tl.arange(0, BB)  # batch rows
     mb = ob < B
-    od = tl.arange(0, BD)  # all units of the head (padded to a power of 2)
-    md = od < DH
     plane = B * NH * DH  # one (h | c | n | m) plane of a STATES step
     for t in range(0, S):
         prev = t * 4 * plane
-        h_prev = tl.load(STATES + prev + (ob[:, None] * NH + head) * DH + od[None, :],
-                         mask=mb[:, None] & md[None, :], other=0.0)
         for tile in range(0, NT):
             oo = tile * BO + tl.arange(0, BO)
             mo = oo < DH
@@ -37,23 +61,16 @@ def slstm_fwd(X, R, BIAS, STATES, RAW, H, B, S, NH, DH,
             c_prev = tl.load(STATES + prev + plane + unit, mask=mask, other=0.0)
             n_prev = tl.load(STATES + prev + 2 * plane + unit, mask=mask, other=0.0)
             m_prev = tl.load(STATES + prev + 3 * plane + unit, mask=mask, other=0.0)
-            rows = (head * DH + oo[:, None]) * DH + od[None, :]  # R[g, head, oo, :]
-            rmask = mo[:, None] & md[None, :]
+            rec_i, rec_f, rec_z, rec_o = _gate_products(STATES, R, prev, ob, mb, oo, mo, head, NH, DH, BB, BO, NT,
+                                                        PREC)
             xrow = ((ob[:, None] * S + t) * 4 * NH + head) * DH + oo[None, :]  # X[b, t, g, head, oo]
-            raw_i = tl.load(X + xrow, mask=mask, other=0.0).to(tl.float32) \
-                + tl.dot(h_prev, tl.trans(tl.load(R + rows, mask=rmask, other=0.0).to(tl.float32)), input_precision=PREC) \
+            raw_i = tl.load(X + xrow, mask=mask, other=0.0).to(tl.float32) + rec_i \
                 + tl.load(BIAS + head * DH + oo, mask=mo, other=0.0).to(tl.float32)[None, :]
-            raw_f = tl.load(X + xrow + NH * DH, mask=mask, other=0.0).to(tl.float32) \
-                + tl.dot(h_prev, tl.trans(tl.load(R + NH * DH * DH + rows, mask=rmask, other=0.0).to(tl.float32)),
-                         input_precision=PREC) \
+            raw_f = tl.load(X + xrow + NH * DH, mask=mask, other=0.0).to(tl.float32) + rec_f \
                 + tl.load(BIAS + (NH + head) * DH + oo, mask=mo, other=0.0).to(tl.float32)[None, :]
-            raw_z = tl.load(X + xrow + 2 * NH * DH, mask=mask, other=0.0).to(tl.float32) \
-                + tl.dot(h_prev, tl.trans(tl.load(R + 2 * NH * DH * DH + rows, mask=rmask, other=0.0).to(tl.float32)),
-                         input_precision=PREC) \
+            raw_z = tl.load(X + xrow + 2 * NH * DH, mask=mask, other=0.0).to(tl.float32) + rec_z \
                 + tl.load(BIAS + (2 * NH + head) * DH + oo, mask=mo, other=0.0).to(tl.float32)[None, :]
-            raw_o = tl.load(X + xrow + 3 * NH * DH, mask=mask, other=0.0).to(tl.float32) \
-                + tl.dot(h_prev, tl.trans(tl.load(R + 3 * NH * DH * DH + rows, mask=rmask, other=0.0).to(tl.float32)),
-                         input_precision=PREC) \
+            raw_o = tl.load(X + xrow + 3 * NH * DH, mask=mask, other=0.0).to(tl.float32) + rec_o \
                 + tl.load(BIAS + (3 * NH + head) * DH + oo, mask=mo, other=0.0).to(tl.float32)[None, :]
             # log sigmoid(f) = min(f, 0) - log(1 + exp(-|f|)), stable for any f
             log_f = tl.minimum(raw_f, 0.0) - tl.log(1.0 + tl.exp(-tl.abs(raw_f)))
@@ -81,7 +98,7 @@ def slstm_fwd(X, R, BIAS, STATES, RAW, H, B, S, NH, DH,
 
 @triton.jit
 def slstm_bwd(R, STATES, RAW, DH_OUT, DH_LAST, DRAW, DREC, DC_BUF, DN_BUF, B, S, NH, DH, clip,
-              BB: tl.constexpr, BD: tl.constexpr, BO: tl.constexpr, NT: tl.constexpr, PREC: tl.constexpr,
+              BB: tl.constexpr, BO: tl.constexpr, NT: tl.constexpr, PREC: tl.constexpr,
               CLIP: tl.constexpr):
     """Backward through time. Per step t (last first), per tile of units: the gate gradients from dh_t (output
     gradient + the recurrent gradient from step t + 1), dc_t, dn_t; then dh_rec_{t-1} = sum_g draw_g @ R_g over all
@@ -91,8 +108,6 @@ def slstm_bwd(R, STATES, RAW, DH_OUT, DH_LAST, DRAW, DREC, DC_BUF, DN_BUF, B, S,
     head = tl.program_id(0)
     ob = tl.program_id(1) * BB + tl.arange(0, BB)
     mb = ob < B
-    od = tl.arange(0, BD)
-    md = od < DH
     plane = B * NH * DH
     for j in range(0, S):
         t = S - 1 - j
@@ -137,26 +152,24 @@ def slstm_bwd(R, STATES, RAW, DH_OUT, DH_LAST, DRAW, DREC, DC_BUF, DN_BUF, B, S,
             tl.store(DRAW + raw + 2 * plane, d_z, mask=mask)
             tl.store(DRAW + raw + 3 * plane, d_o, mask=mask)
         tl.debug_barrier()  # every unit's d raw_t is written
-        # dh_rec_{t-1}[:, in] = sum_g draw_g[:, out] @ R[g, head][out, in], by tiles of input units
-        full = (ob[:, None] * NH + head) * DH + od[None, :]
-        fmask = mb[:, None] & md[None, :]
+        # dh_rec_{t-1}[:, in] = sum_g draw_g[:, out] @ R[g, head][out, in], by tiles of input units, each summed over
+        # tiles of output units
         raw = t * 4 * plane
-        d_i = tl.load(DRAW + raw + full, mask=fmask, other=0.0)
-        d_f = tl.load(DRAW + raw + plane + full, mask=fmask, other=0.0)
-        d_z = tl.load(DRAW + raw + 2 * plane + full, mask=fmask, other=0.0)
-        d_o = tl.load(DRAW + raw + 3 * plane + full, mask=fmask, other=0.0)
         for tile in range(0, NT):
             oo = tile * BO + tl.arange(0, BO)
             mo = oo < DH
-            cols = (head * DH + od[:, None]) * DH + oo[None, :]  # R[g, head, :, oo]
-            cmask = md[:, None] & mo[None, :]
-            rec = tl.dot(d_i, tl.load(R + cols, mask=cmask, other=0.0).to(tl.float32), input_precision=PREC)
-            rec += tl.dot(d_f, tl.load(R + NH * DH * DH + cols, mask=cmask, other=0.0).to(tl.float32),
-                          input_precision=PREC)
-            rec += tl.dot(d_z, tl.load(R + 2 * NH * DH * DH + cols, mask=cmask, other=0.0).to(tl.float32),
-                          input_precision=PREC)
-            rec += tl.dot(d_o, tl.load(R + 3 * NH * DH * DH + cols, mask=cmask, other=0.0).to(tl.float32),
-                          input_precision=PREC)
+            rec = tl.zeros([BB, BO], dtype=tl.float32)
+            for kt in range(0, NT):
+                ok = kt * BO + tl.arange(0, BO)
+                mk = ok < DH
+                part = (ob[:, None] * NH + head) * DH + ok[None, :]
+                pmask = mb[:, None] & mk[None, :]
+                cols = (head * DH + ok[:, None]) * DH + oo[None, :]  # R[g, head, ok, oo]
+                cmask = mk[:, None] & mo[None, :]
+                for g in range(0, 4):
+                    rec += tl.dot(tl.load(DRAW + raw + g * plane + part, mask=pmask, other=0.0),
+                                  tl.load(R + g * NH * DH * DH + cols, mask=cmask, other=0.0).to(tl.float32),
+                                  input_precision=PREC)
             if CLIP:
                 rec = tl.minimum(tl.maximum(rec, -clip), clip)
             tl.store(DREC + (ob[:, None] * NH + head) * DH + oo[None, :], rec, mask=mb[:, None] & mo[None, :])

@@ -24,10 +24,10 @@ from ..config import BackboneConfig
 
 
 # On a CPU the loop's cost per step is fixed overhead at small batches and memory traffic at large ones. Below
-# CPU_LOOP_MIN_BATCH the two-level scan runs the loop over about CPU_LOOP_ROWS rows (batch x chunks). Scan fwd+bwd,
-# 16,384 tokens, 256 x 16 states, 2 cores: batch 1 x 16,384 2.8 s -> 0.37 s, 4 x 4,096 0.70 -> 0.43 s, 8 x 2,048
-# 0.46 -> 0.43 s; at batch 16 and more the plain loop is faster (16 x 1,024: 0.29 s, two-level 0.53 s: the
-# carried-state term costs about as much as the loop).
+# CPU_LOOP_MIN_BATCH the two-level scan runs its loops over about CPU_LOOP_ROWS rows (batch x chunks). Scan fwd+bwd,
+# 16,384 tokens, 256 x 16 states, 2 cores: batch 1 x 16,384 2.8 s -> 0.36 s, 4 x 4,096 0.70 -> 0.36 s, 8 x 2,048
+# 0.46 -> 0.37 s; at batch 16 and more the plain loop is faster (16 x 1,024: 0.28 s, two-level 0.41 s; 32 x 512:
+# 0.21 s): the read-out of the carried states costs about 70 % of the loop.
 CPU_LOOP_MIN_BATCH, CPU_LOOP_ROWS = 16, 64
 
 
@@ -94,8 +94,9 @@ def selective_scan_two_level(u, delta, A, B, C, D, h0=None, chunk_size: int = 32
     1. The loop runs over the positions of every chunk at once (the chunks as more batch rows), each chunk from a
        zero state: y_local and each chunk's own end state.
     2. A loop over the chunks carries the state across them: H_{c+1} = decay_c H_c + own end state_c.
-    3. Each position adds its chunk's carried-in state, decayed to it: C_t . (exp(A cumsum delta) * H_c).
-    The decays are exp of sums of delta * A <= 0, so nothing overflows. With a fixed number of tokens per batch the
+    3. Each position adds its chunk's carried-in state, decayed to it, C_t . (decay * H_c), by a second loop over
+       the chunks' positions (only H_c is carried: one decay and one read-out per step).
+    The decays are exp of delta * A <= 0, so nothing overflows. With a fixed number of tokens per batch the
     loop in 1 sees the same tensors at every context length (batch x chunks rows), so the time per token stays flat
     where the step-by-step loop slows down at small batches (one step per position)."""
     Bsz, S, E = u.shape
@@ -109,16 +110,20 @@ def selective_scan_two_level(u, delta, A, B, C, D, h0=None, chunk_size: int = 32
         return t.reshape(Bsz * NC, L, t.shape[-1])
 
     y, own_end = selective_scan_loop(rows(u), rows(delta), A, rows(B), rows(C), D)
-    y, own_end = y.reshape(Bsz, NC, L, E), own_end.reshape(Bsz, NC, E, A.shape[1])
-    elapsed = torch.cumsum(delta.reshape(Bsz, NC, L, E), dim=2)  # sum of delta from the chunk start to t
+    total = torch.exp(delta.reshape(Bsz, NC, L, E).sum(2)[..., None] * A)  # each chunk's decay, (Bsz, NC, E, N)
     h = h0 if h0 is not None else u.new_zeros(Bsz, E, A.shape[1])
-    corrections = []  # per chunk, so that no (Bsz, S, E, N) tensor is ever whole
-    for c, (elapsed_c, C_c, own_c) in enumerate(zip(elapsed.unbind(1), C.reshape(Bsz, NC, L, -1).unbind(1),
-                                                    own_end.unbind(1))):
-        decay_to = torch.exp(elapsed_c[..., None] * A)  # (Bsz, L, E, N): from the chunk start to each position
-        corrections.append(torch.matmul(decay_to * h[:, None], C_c[..., None])[..., 0])  # C_t . (decay * h)
-        h = torch.addcmul(own_c, decay_to[:, -1], h)
-    y = y + torch.stack(corrections, 1)
+    carried = []  # the state entering each chunk
+    for total_c, own_c in zip(total.unbind(1), own_end.reshape(Bsz, NC, E, -1).unbind(1)):
+        carried.append(h)
+        h = torch.addcmul(own_c, total_c, h)
+    # the carried-in states decayed to every position and read out, again a loop over the chunks' positions
+    # (elementwise over (Bsz * NC, E, N) per step: the same small tensors as the loop above)
+    g = torch.stack(carried, 1).reshape(Bsz * NC, E, -1)
+    readout = []
+    for d_t, c_t in zip(rows(delta).unbind(1), rows(C).unbind(1)):
+        g = torch.exp(d_t[..., None] * A) * g
+        readout.append(torch.matmul(g, c_t[..., None])[..., 0])
+    y = y + torch.stack(readout, 1)
     return y.reshape(Bsz, NC * L, E)[:, :S], h
 
 

@@ -62,8 +62,23 @@ def _initial(state, BH: int, DK: int, DV: int, device) -> tuple[torch.Tensor, to
             m0.float().reshape(BH).contiguous())
 
 
+def _chunk_states(k3, v3, logf, ig, init, BH: int, S: int, DK: int, DV: int, L: int, prec: str):
+    """(C, n, m) at every chunk boundary, (BH, NC + 1, ...), from the initial state ``init``: one scan kernel."""
+    NC = triton.cdiv(S, L)
+    (BK, NK), (BV, NV) = _tile(DK), _tile(DV)
+    dev = k3.device
+    c_st = torch.empty(BH, NC + 1, DK, DV, device=dev)
+    n_st = torch.empty(BH, NC + 1, DK, device=dev)
+    m_st = torch.empty(BH, NC + 1, device=dev)
+    chunk_states_fwd[(BH, NK, NV)](k3, v3, logf, ig, *init, c_st, n_st, m_st, S, DK, DV, NC, L=L, BK=BK, BV=BV,
+                                   PREC=prec)
+    return c_st, n_st, m_st
+
+
 class ChunkwiseMLSTM(torch.autograd.Function):
-    """Forward: chunk-state scan + parallel chunk outputs. Backward: reverse chunk-state scan + per-chunk gradients."""
+    """Forward: chunk-state scan + parallel chunk outputs. Backward: the chunk-state scan again (the states are not
+    kept between the passes: DK x DV floats per head and chunk, 4 MB at the paper's 1.3B heads of 1024, about
+    12 MB per token over its 48 layers), then the reverse chunk-state scan + per-chunk gradients."""
 
     @staticmethod
     def forward(ctx, q, k, v, igate, fgate, c0, n0, m0, chunk_size: int, eps: float):
@@ -76,27 +91,27 @@ class ChunkwiseMLSTM(torch.autograd.Function):
         ig = igate.float().reshape(BH, S).contiguous()
         init = _initial(None if c0 is None else (c0, n0, m0), BH, DK, DV, q.device)
         dev = q.device
-        c_st = torch.empty(BH, NC + 1, DK, DV, device=dev)
-        n_st = torch.empty(BH, NC + 1, DK, device=dev)
-        m_st = torch.empty(BH, NC + 1, device=dev)
         prec = _precision(q.dtype)
-        chunk_states_fwd[(BH, NK, NV)](k3, v3, logf, ig, *init, c_st, n_st, m_st, S, DK, DV, NC,
-                                       L=L, BK=BK, BV=BV, PREC=prec)
+        c_st, n_st, m_st = _chunk_states(k3, v3, logf, ig, init, BH, S, DK, DV, L, prec)
         h = torch.empty(BH, S, DV, device=dev, dtype=q.dtype)
         m_t, norm, den = (torch.empty(BH, S, device=dev) for _ in range(3))
         chunk_outputs_fwd[(BH, NC, NV)](q3, k3, v3, logf, ig, c_st, n_st, m_st, h, m_t, norm, den, S, DK, DV, NC,
                                         DK ** -0.5, eps, L=L, BK=BK, BV=BV, NK=NK, PREC=prec)
-        ctx.save_for_backward(q3, k3, v3, fgate, logf, ig, c_st, n_st, m_st, m_t, norm, den, h)
+        ctx.save_for_backward(q3, k3, v3, fgate, logf, ig, m_t, norm, den, h, *(init if c0 is not None else ()))
         ctx.meta = (B, NH, S, DK, DV, L, NC, c0 is not None, igate.dtype)
-        return (h.view(B, NH, S, DV), c_st[:, NC].reshape(B, NH, DK, DV), n_st[:, NC].reshape(B, NH, DK),
-                m_st[:, NC].reshape(B, NH))
+        # the last state as tensors of their own (views would keep every chunk's state alive)
+        return (h.view(B, NH, S, DV), c_st[:, NC].reshape(B, NH, DK, DV).clone(),
+                n_st[:, NC].reshape(B, NH, DK).clone(), m_st[:, NC].reshape(B, NH).clone())
 
     @staticmethod
     def backward(ctx, dh, dc_last, dn_last, dm_last):
-        q3, k3, v3, fgate, logf, ig, c_st, n_st, m_st, m_t, norm, den, h = ctx.saved_tensors
+        q3, k3, v3, fgate, logf, ig, m_t, norm, den, h, *init = ctx.saved_tensors
         B, NH, S, DK, DV, L, NC, has_init, igate_dtype = ctx.meta
         BH, dev = B * NH, q3.device
         (BK, NK), (BV, NV) = _tile(DK), _tile(DV)
+        prec = _precision(q3.dtype)
+        init = init if has_init else _initial(None, BH, DK, DV, dev)
+        c_st, n_st, m_st = _chunk_states(k3, v3, logf, ig, init, BH, S, DK, DV, L, prec)
         dh = dh.reshape(BH, S, DV).float()
         dnum = (dh / norm[..., None]).contiguous()
         active = (den.abs() > torch.exp(-m_t)).float()  # the max(|den|, exp(-m)) branch that carries gradient
@@ -107,7 +122,6 @@ class ChunkwiseMLSTM(torch.autograd.Function):
         dn_end = torch.empty(BH, NC, DK, device=dev)
         drho = torch.empty(BH, NC, NK, NV, device=dev)
         dc0, dn0 = torch.empty(BH, DK, DV, device=dev), torch.empty(BH, DK, device=dev)
-        prec = _precision(q3.dtype)
         chunk_states_bwd[(BH, NK, NV)](q3, logf, m_t, c_st, n_st, m_st, dnum, dden, dc_last, dn_last, dc_end, dn_end,
                                        drho, dc0, dn0, S, DK, DV, NC, DK ** -0.5, L=L, BK=BK, BV=BV, PREC=prec)
         dq, dk = torch.empty(BH, S, DK, device=dev), torch.empty(BH, S, DK, device=dev)

@@ -194,7 +194,8 @@ def test_gpu_matches_the_reference(case, dtype):
     """Against chunkwise--torch in float64 on the GPU (the step loop is too slow at these S); decays down to
     exp(-20). fp32: IEEE products, so ~1e-6 expected, 1e-4 allows for the GPU's exp; bf16 as in the mLSTM tests.
     The reference runs on the inputs rounded to ``dtype`` (what the kernel sees), so the tolerance measures the
-    kernel's rounding, not the inputs' (against unrounded inputs the first GPU run saw 2.8e-2 on a scalar d log_decay)."""
+    kernel's rounding, not the inputs' (against unrounded inputs the first GPU run saw 2.8e-2 on a scalar
+    d log_decay)."""
     B, H, S, DK, DV, chunk, kind, bonus = case
     inputs = gla_inputs(B, H, S, DK, DV, kind, bonus, with_state=True, min_log_decay=-20.0)
     cuda = {n: None if t is None else t.cuda().to(dtype).double() for n, t in inputs.items()}

@@ -4,8 +4,8 @@ Mixer: x (B, L, D) -> in-projection to x, z (width E = expand * D); causal depth
 (dt, B, C) = x_proj(x); delta = softplus(dt_proj(dt)); y = selective_scan(x, delta, A = -exp(A_log), B, C, D);
 y *= SiLU(z); out-projection. The scan is pure PyTorch: on a GPU a doubling scan inside chunks with a carried state
 across chunks (few kernel launches), on a CPU the step-by-step loop (fewer and smaller tensors: ~4x faster at batch
-16, 256 steps, width 256 x 16 states), at small batches over the chunks of every sequence at once; with ``scan_backend="cuda"`` (or "auto" on CUDA tensors) the optional
-``mamba-ssm`` kernel runs instead.
+16, 256 steps, width 256 x 16 states), at batches below 16 over the chunks of every sequence at once; with
+``scan_backend="cuda"`` (or "auto" on CUDA tensors) the optional ``mamba-ssm`` kernel runs instead.
 """
 from __future__ import annotations
 
@@ -20,7 +20,6 @@ from torch import nn
 from ..backbone import Backbone
 from ..components import CausalConv1d, ResidualStack
 from ..config import BackboneConfig
-
 
 
 # On a CPU the loop's cost per step is fixed overhead at small batches and memory traffic at large ones. Below
@@ -89,7 +88,7 @@ def selective_scan_chunked(u, delta, A, B, C, D, h0=None, chunk_size: int = 32):
 
 @torch.compiler.disable  # loops over positions and chunks, as above
 def selective_scan_two_level(u, delta, A, B, C, D, h0=None, chunk_size: int = 32):
-    """Same results as ``selective_scan_loop`` with chunk_size + S / chunk_size sequential steps instead of S.
+    """Same results as ``selective_scan_loop`` with 2 chunk_size + S / chunk_size sequential steps instead of S.
 
     1. The loop runs over the positions of every chunk at once (the chunks as more batch rows), each chunk from a
        zero state: y_local and each chunk's own end state.

@@ -24,9 +24,9 @@ from ..config import BackboneConfig
 
 # On a CPU the loop's cost per step is fixed overhead at small batches and memory traffic at large ones. Below
 # CPU_LOOP_MIN_BATCH the two-level scan runs its loops over about CPU_LOOP_ROWS rows (batch x chunks). Scan fwd+bwd,
-# 16,384 tokens, 256 x 16 states, 2 cores: batch 1 x 16,384 2.8 s -> 0.36 s, 4 x 4,096 0.70 -> 0.36 s, 8 x 2,048
-# 0.46 -> 0.37 s; at batch 16 and more the plain loop is faster (16 x 1,024: 0.28 s, two-level 0.41 s; 32 x 512:
-# 0.21 s): the read-out of the carried states costs about 70 % of the loop.
+# 16,384 tokens, 256 x 16 states, 2 cores: batch 1 x 16,384 2.8 s -> 0.32 s, 8 x 2,048 0.61 -> 0.33 s; at batch
+# 16 both take about 0.33-0.35 s, at 32 x 512 the plain loop is faster (0.25 s, two-level 0.33 s): the read-out of
+# the carried states costs about a third of the scan.
 CPU_LOOP_MIN_BATCH, CPU_LOOP_ROWS = 16, 64
 
 
@@ -46,12 +46,17 @@ class MambaConfig(BackboneConfig):
 
 
 @torch.compiler.disable  # a loop over time: compiled, it would unroll into one graph node per step
-def selective_scan_loop(u, delta, A, B, C, D, h0=None):
-    """Reference: a loop over time. u, delta (B, L, E); A (E, N); B, C (B, L, N); D (E) -> y (B, L, E), h (B, E, N)."""
+def selective_scan_loop(u, delta, A, B, C, D, h0=None, *, decays: list | None = None):
+    """Reference: a loop over time. u, delta (B, L, E); A (E, N); B, C (B, L, N); D (E) -> y (B, L, E), h (B, E, N).
+    Each step's decay exp(delta_t A) (B, E, N) is appended to ``decays`` when a list is given (the two-level scan
+    reuses them; otherwise none outlives its step, which matters without autograd)."""
     h = h0 if h0 is not None else u.new_zeros(u.shape[0], u.shape[2], A.shape[1])
     ys = []
     for u_t, d_t, b_t, c_t in zip(u.unbind(1), delta.unbind(1), B.unbind(1), C.unbind(1)):
-        h = torch.exp(d_t[..., None] * A) * h + (d_t * u_t)[..., None] * b_t[:, None, :]
+        decay = torch.exp(d_t[..., None] * A)
+        if decays is not None:
+            decays.append(decay)
+        h = decay * h + (d_t * u_t)[..., None] * b_t[:, None, :]
         ys.append((h * c_t[:, None, :]).sum(-1) + D * u_t)
     return torch.stack(ys, 1), h
 
@@ -94,7 +99,7 @@ def selective_scan_two_level(u, delta, A, B, C, D, h0=None, chunk_size: int = 32
        zero state: y_local and each chunk's own end state.
     2. A loop over the chunks carries the state across them: H_{c+1} = decay_c H_c + own end state_c.
     3. Each position adds its chunk's carried-in state, decayed to it, C_t . (decay * H_c), by a second loop over
-       the chunks' positions (only H_c is carried: one decay and one read-out per step).
+       the chunks' positions (the first loop's decays reused: one product and one read-out per step).
     The decays are exp of delta * A <= 0, so nothing overflows. With a fixed number of tokens per batch the
     loop in 1 sees the same tensors at every context length (batch x chunks rows), so the time per token stays flat
     where the step-by-step loop slows down at small batches (one step per position)."""
@@ -108,7 +113,8 @@ def selective_scan_two_level(u, delta, A, B, C, D, h0=None, chunk_size: int = 32
     def rows(t):  # (Bsz, NC * L, X) -> (Bsz * NC, L, X)
         return t.reshape(Bsz * NC, L, t.shape[-1])
 
-    y, own_end = selective_scan_loop(rows(u), rows(delta), A, rows(B), rows(C), D)
+    decays = []  # each step's exp(delta_t A), (Bsz * NC, E, N)
+    y, own_end = selective_scan_loop(rows(u), rows(delta), A, rows(B), rows(C), D, decays=decays)
     total = torch.exp(delta.reshape(Bsz, NC, L, E).sum(2)[..., None] * A)  # each chunk's decay, (Bsz, NC, E, N)
     h = h0 if h0 is not None else u.new_zeros(Bsz, E, A.shape[1])
     carried = []  # the state entering each chunk
@@ -119,8 +125,8 @@ def selective_scan_two_level(u, delta, A, B, C, D, h0=None, chunk_size: int = 32
     # (elementwise over (Bsz * NC, E, N) per step: the same small tensors as the loop above)
     g = torch.stack(carried, 1).reshape(Bsz * NC, E, -1)
     readout = []
-    for d_t, c_t in zip(rows(delta).unbind(1), rows(C).unbind(1)):
-        g = torch.exp(d_t[..., None] * A) * g
+    for decay_t, c_t in zip(decays, rows(C).unbind(1)):
+        g = decay_t * g
         readout.append(torch.matmul(g, c_t[..., None])[..., 0])
     y = y + torch.stack(readout, 1)
     return y.reshape(Bsz, NC * L, E)[:, :S], h

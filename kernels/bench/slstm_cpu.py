@@ -1,8 +1,10 @@
-"""``python -m kernels.bench.slstm_cpu [--threads 1 2]``: the two torch sLSTM loops on a CPU.
+"""``python -m kernels.bench.slstm_cpu [--threads 1 2] [--batch 1 4 16]``: the sLSTM loops on a CPU.
 
 Forward and forward+backward median seconds of backend "torch" (the reference: autograd records every op of every
-step) and "torch_fused" (one autograd node, hand-written backward) at the small scale's shapes (B 16, NH 4, DH 32
-and 16, S 64 ... 1024, float32), and the speed-up fused / reference. Writes results/kernels/slstm_cpu.csv.
+step), "torch_fused" (one autograd node, hand-written backward) and "cpp" (that node's loops compiled) at the small
+scale's shapes (NH 4, DH 16 and 32, S 64 ... 1024, float32) and batch 1 to 16 (batch 1: a long sequence at the speed
+experiment's largest context), with each one's fwd+bwd speed-up over the reference and the backend "auto" takes.
+One row per shape and backend; writes results/kernels/slstm_cpu.csv.
 """
 from __future__ import annotations
 
@@ -42,25 +44,30 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     p.add_argument("--seq", type=int, nargs="+", default=[64, 256, 1024])
     p.add_argument("--head-dim", type=int, nargs="+", default=[16, 32])
+    p.add_argument("--batch", type=int, nargs="+", default=[1, 4, 16])
     p.add_argument("--reps", type=int, default=5)
     a = p.parse_args(argv)
     from experiments.allocator import retain_freed_memory
+    from kernels.slstm import resolve_backend
 
     malloc = "retain" if retain_freed_memory() else "default"  # as in CPU training (experiments/allocator.py)
     rows = []
     for threads in a.threads:
         torch.set_num_threads(threads)
-        for DH in a.head_dim:
-            for S in a.seq:
-                times = {be: time_backend(be, 16, S, 4, DH, a.reps) for be in ("torch", "torch_fused")}
-                (rf, rb), (ff, fb) = times["torch"], times["torch_fused"]
-                rows.append({"B": 16, "S": S, "NH": 4, "DH": DH, "threads": threads,
-                             "torch_fwd_s": round(rf, 5), "torch_fwd_bwd_s": round(rb, 5),
-                             "fused_fwd_s": round(ff, 5), "fused_fwd_bwd_s": round(fb, 5),
-                             "speedup_fwd": round(rf / ff, 2), "speedup_fwd_bwd": round(rb / fb, 2),
-                             "hardware": f"cpu: {platform.machine()} ({torch.get_num_threads()} threads)",
-                             "torch": torch.__version__, "malloc": malloc, "commit": commit_label()})
-                print(rows[-1])
+        for B in a.batch:
+            for DH in a.head_dim:
+                for S in a.seq:
+                    times = {be: time_backend(be, B, S, 4, DH, a.reps) for be in ("torch", "torch_fused", "cpp")}
+                    auto = resolve_backend("auto", torch.device("cpu"), DH, step_elements=B * 4 * DH)
+                    for backend, (fwd, fwd_bwd) in times.items():
+                        rows.append({"B": B, "S": S, "NH": 4, "DH": DH, "threads": threads, "backend": backend,
+                                     "fwd_s": round(fwd, 5), "fwd_bwd_s": round(fwd_bwd, 5),
+                                     "us_per_step_fwd_bwd": round(fwd_bwd / S * 1e6, 1),
+                                     "speedup_fwd_bwd": round(times["torch"][1] / fwd_bwd, 2),
+                                     "auto": backend == auto,
+                                     "hardware": f"cpu: {platform.machine()} ({torch.get_num_threads()} threads)",
+                                     "torch": torch.__version__, "malloc": malloc, "commit": commit_label()})
+                        print(rows[-1], flush=True)
     write_csv(rows, ROOT / "results" / "kernels" / "slstm_cpu.csv")
     return 0
 

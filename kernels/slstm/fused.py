@@ -95,11 +95,16 @@ class _FusedSLSTM(torch.autograd.Function):
                 dh.clamp_(-ctx.clip, ctx.clip)
             if t > 0:
                 dh += d_out_t[t - 1]
-        # dW[h] = sum over steps and batch of h_{t-1}^T d_raw_t, then back to R's layout
-        dW = torch.bmm(hs[:-1].transpose(0, 1).reshape(NH, S * B, DH).transpose(1, 2),
-                       d_raw.transpose(0, 1).reshape(NH, S * B, 4 * DH))
-        dR = dW.view(NH, DH, 4, DH).permute(2, 0, 3, 1)
-        return d_raw, dR, dh, dc, dn, None, None, None
+        return d_raw, recurrent_weight_grad(hs, d_raw), dh, dc, dn, None, None, None
+
+
+def recurrent_weight_grad(hs: torch.Tensor, d_raw: torch.Tensor) -> torch.Tensor:
+    """dR (4, NH, DH, DH) from hs (S + 1, NH, B, DH) and d_raw (S, NH, B, 4, DH): dW[h] = sum over steps and batch
+    of h_{t-1}^T d_raw_t, one matmul per head for all steps, then back to R's layout."""
+    S, NH, B, _, DH = d_raw.shape
+    dW = torch.bmm(hs[:-1].transpose(0, 1).reshape(NH, S * B, DH).transpose(1, 2),
+                   d_raw.transpose(0, 1).reshape(NH, S * B, 4 * DH))
+    return dW.view(NH, DH, 4, DH).permute(2, 0, 3, 1)
 
 
 @torch.compiler.disable  # a loop over time: compiled, it would unroll into one graph node per step
@@ -107,12 +112,20 @@ def slstm_torch_fused(x: torch.Tensor, R: torch.Tensor, b: torch.Tensor, *, init
                       return_last_state: bool = False, recurrent_grad_clip: float | None = None,
                       igate_activation: str = "exp"):
     """x (B, S, 4, NH, DH) -> h (B, S, NH, DH), as ``slstm_torch``; half-precision inputs run with float32 states."""
+    return run_heads_first(_FusedSLSTM, x, R, b, initial_state, return_last_state, recurrent_grad_clip,
+                           igate_activation)
+
+
+def run_heads_first(function: type[torch.autograd.Function], x: torch.Tensor, R: torch.Tensor, b: torch.Tensor,
+                    initial_state: State | None, return_last_state: bool, recurrent_grad_clip: float | None,
+                    igate_activation: str):
+    """Calls ``function.apply(x (S, NH, B, 4, DH) with the bias added, R, h0, c0, n0, m0 (NH, B, DH), clip,
+    igate_sigmoid)`` (-> hs (S, NH, B, DH), last h, c, n, m) and returns the op's layout."""
     out_dtype = x.dtype
     ct, state = start_state(x, initial_state)
     xb = (x.to(ct) + b.to(ct)).permute(1, 3, 0, 2, 4).contiguous()  # (S, NH, B, 4, DH)
     h0, c0, n0, m0 = (s.transpose(0, 1).contiguous() for s in state)  # (NH, B, DH)
-    hs, h, c, n, m = _FusedSLSTM.apply(xb, R.to(ct), h0, c0, n0, m0, recurrent_grad_clip,
-                                       igate_activation == "sigmoid")
+    hs, h, c, n, m = function.apply(xb, R.to(ct), h0, c0, n0, m0, recurrent_grad_clip, igate_activation == "sigmoid")
     out = hs.permute(2, 0, 1, 3).to(out_dtype)  # (B, S, NH, DH)
     last = tuple(s.transpose(0, 1) for s in (h, c, n, m))
     return (out, last) if return_last_state else out

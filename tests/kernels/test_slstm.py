@@ -32,7 +32,7 @@ def _naive(x, R, b, state=None):
     return torch.stack(out, 1), (h, c, n)
 
 
-@pytest.mark.parametrize("backend", ["torch", "torch_fused"])  # the Triton kernel: test_slstm_triton.py
+@pytest.mark.parametrize("backend", ["torch", "torch_fused", "cpp"])  # the Triton kernel: test_slstm_triton.py
 @pytest.mark.parametrize("shape", [(1, 1, 1, 4), (2, 9, 3, 4), (3, 17, 2, 8)], ids=lambda s: "B{}-S{}-NH{}-DH{}".format(*s))
 def test_matches_unstabilized_float64_form(backend, shape):
     B, S, NH, DH = shape
@@ -51,7 +51,7 @@ def test_matches_unstabilized_float64_form(backend, shape):
         assert_close(name, x.grad, y.grad, 1e-10)
 
 
-@pytest.mark.parametrize("backend", ["torch", "torch_fused"])  # the Triton kernel: test_slstm_triton.py
+@pytest.mark.parametrize("backend", ["torch", "torch_fused", "cpp"])  # the Triton kernel: test_slstm_triton.py
 def test_initial_state_and_its_gradient(backend):
     x, R, b = _inputs(2, 6, 2, 4)
     g = torch.Generator().manual_seed(5)
@@ -69,7 +69,7 @@ def test_initial_state_and_its_gradient(backend):
         assert_close(name, x_ref.grad, x_out.grad, 1e-10)
 
 
-@pytest.mark.parametrize("backend", ["torch", "torch_fused"])  # the Triton kernel: test_slstm_triton.py
+@pytest.mark.parametrize("backend", ["torch", "torch_fused", "cpp"])  # the Triton kernel: test_slstm_triton.py
 def test_two_calls_with_carried_state_equal_one_call(backend):
     x, R, b = _inputs(2, 23, 2, 8)
     full, last = slstm(x, R, b, backend=backend, return_last_state=True)

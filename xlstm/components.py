@@ -9,6 +9,8 @@ import torch.nn.functional as F
 import torch.utils.checkpoint
 from torch import nn
 
+from kernels.blockdiag import block_diagonal
+
 
 def small_init_(weight: torch.Tensor, dim: int) -> torch.Tensor:
     """Normal init with std sqrt(2 / (5 D)) (in-projections, embeddings, LM head in the official xLSTM)."""
@@ -194,11 +196,8 @@ class BlockDiagonalLinear(nn.Module):
     def together(x: torch.Tensor, *layers: "BlockDiagonalLinear") -> list[torch.Tensor]:
         """``[layer(x) for layer in layers]`` in one product (the layers' blocks stacked): fewer, larger ops, e.g.
         the mLSTM's q and k projections of the same input."""
-        shape, block = x.shape, layers[0].block
-        x = x.reshape(*shape[:-1], layers[0].num_blocks, block)
         weight = layers[0].weight if len(layers) == 1 else torch.cat([layer.weight for layer in layers], dim=1)
-        out = torch.einsum("...hi,hoi->...ho", x, weight)  # (..., blocks, len(layers) * block)
-        return [out[..., i * block:(i + 1) * block].reshape(shape) for i in range(len(layers))]
+        return block_diagonal(x, weight, parts=len(layers))
 
 
 class MultiHeadNorm(nn.Module):

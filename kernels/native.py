@@ -19,7 +19,10 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+import torch
+
 FLAGS = ["-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c++17"]
+DTYPE_SUFFIX = {torch.float32: "f32", torch.float64: "f64"}  # the sources' entry points: name_f32, name_f64
 
 
 class NativeBuildError(RuntimeError):
@@ -75,3 +78,17 @@ def available(source: Path) -> bool:
     except (NativeBuildError, OSError):
         return False
     return True
+
+
+def entry(source: Path, name: str, dtype: torch.dtype, what: str, instead: str):
+    """The entry point ``{name}_{f32|f64}`` of the compiled ``source``; a failed build raises one line saying which
+    backend (``what``) cannot run and what to use ``instead``."""
+    try:
+        library = load_library(source)
+    except NativeBuildError as error:
+        raise RuntimeError(f"{what} cannot be built here ({error}); use {instead}") from None
+    return getattr(library, f"{name}_{DTYPE_SUFFIX[dtype]}")
+
+
+def pointer(t: torch.Tensor) -> ctypes.c_void_p:
+    return ctypes.c_void_p(t.data_ptr())

@@ -20,10 +20,9 @@ from pathlib import Path
 
 import torch
 
-from ..native import NativeBuildError, available as _built, load_library
+from ..native import DTYPE_SUFFIX, available as _built, entry, pointer as _ptr
 
 SOURCE = Path(__file__).with_name("block_diagonal.cpp")
-_SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
 
 
 @torch.compiler.assume_constant_result  # a fixed fact of the machine: no graph break where a compiled block asks
@@ -37,12 +36,8 @@ def block_diagonal_torch(x: torch.Tensor, weight: torch.Tensor, parts: int = 1) 
     return [part.reshape(*x.shape[:-1], NB * (BO // parts)) for part in y.chunk(parts, dim=-1)]
 
 
-def _library() -> ctypes.CDLL:
-    try:
-        return load_library(SOURCE)
-    except NativeBuildError as error:
-        raise RuntimeError(f"the block-diagonal backend 'cpp' cannot be built here ({error}); use backend='torch' "
-                           "(or auto)") from None
+def _entry(name: str, dtype: torch.dtype):
+    return entry(SOURCE, name, dtype, "the block-diagonal backend 'cpp'", "backend='torch' (or auto)")
 
 
 def _rows(x: torch.Tensor) -> torch.Tensor:
@@ -57,10 +52,6 @@ def _sizes(rows: torch.Tensor, weight: torch.Tensor, parts: int) -> list:
             ctypes.c_int64(BI), ctypes.c_int64(parts)]
 
 
-def _ptr(t: torch.Tensor) -> ctypes.c_void_p:
-    return ctypes.c_void_p(t.data_ptr())
-
-
 @torch.library.custom_op("xlstm_suite::block_diagonal", mutates_args=())
 def _forward_op(x: torch.Tensor, weight: torch.Tensor, parts: int) -> torch.Tensor:
     """-> (parts, ..., NB BO / parts)"""
@@ -68,7 +59,7 @@ def _forward_op(x: torch.Tensor, weight: torch.Tensor, parts: int) -> torch.Tens
     NB, BO, _ = weight.shape
     y = x.new_empty(parts, rows.shape[0], NB * BO // parts)
     stride, R, NB, BO, BI, parts_ = _sizes(rows, weight, parts)
-    getattr(_library(), f"block_diagonal_forward_{_SUFFIX[x.dtype]}")(
+    _entry("block_diagonal_forward", x.dtype)(
         _ptr(rows), stride, _ptr(weight), _ptr(y), R, NB, BO, BI, parts_, ctypes.c_int(torch.get_num_threads()))
     return y.view(parts, *x.shape[:-1], y.shape[-1])
 
@@ -84,7 +75,7 @@ def _backward_op(x: torch.Tensor, weight: torch.Tensor, dy: torch.Tensor, parts:
     rows, weight, dy = _rows(x), weight.contiguous(), dy.contiguous()
     dx, dw = x.new_empty(rows.shape), torch.empty_like(weight)
     stride, R, NB, BO, BI, parts_ = _sizes(rows, weight, parts)
-    getattr(_library(), f"block_diagonal_backward_{_SUFFIX[x.dtype]}")(
+    _entry("block_diagonal_backward", x.dtype)(
         _ptr(rows), stride, _ptr(weight), _ptr(dy), _ptr(dx), _ptr(dw), R, NB, BO, BI, parts_,
         ctypes.c_int(torch.get_num_threads()))
     return dx.view(x.shape), dw
@@ -111,12 +102,12 @@ _forward_op.register_autograd(_backward, setup_context=_setup_context)
 
 def resolve_backend(backend: str, x: torch.Tensor, weight: torch.Tensor) -> str:
     if backend == "auto":
-        fits = (x.device.type == "cpu" and x.dtype in _SUFFIX and weight.dtype == x.dtype and weight.shape[2] == 4
-                and not torch.is_autocast_enabled("cpu"))
+        fits = (x.device.type == "cpu" and x.dtype in DTYPE_SUFFIX and weight.dtype == x.dtype
+                and weight.shape[2] == 4 and not torch.is_autocast_enabled("cpu"))
         return "cpp" if fits and cpp_available() else "torch"
     if backend not in ("torch", "cpp"):
         raise ValueError(f"unknown block-diagonal backend {backend!r}; valid: auto, torch, cpp")
-    if backend == "cpp" and (x.device.type != "cpu" or x.dtype not in _SUFFIX or weight.dtype != x.dtype):
+    if backend == "cpp" and (x.device.type != "cpu" or x.dtype not in DTYPE_SUFFIX or weight.dtype != x.dtype):
         raise ValueError(f"the block-diagonal backend 'cpp' takes CPU float32/float64 tensors of one dtype (got "
                          f"{x.device.type} {x.dtype} and {weight.dtype}); use backend='torch' (or auto)")
     return backend

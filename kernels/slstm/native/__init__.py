@@ -13,29 +13,19 @@ from pathlib import Path
 
 import torch
 
-from ...native import NativeBuildError, available as _built, load_library
+from ...native import available as _built, entry, pointer as _ptr
 from ..fused import recurrent_weight_grad, run_heads_first
 from ..reference import State
 
 SOURCE = Path(__file__).with_name("slstm_loop.cpp")
-_SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
 
 
 def available() -> bool:
     return _built(SOURCE)
 
 
-def _ptr(t: torch.Tensor) -> ctypes.c_void_p:
-    return ctypes.c_void_p(t.data_ptr())
-
-
 def _entry(name: str, dtype: torch.dtype):
-    try:
-        library = load_library(SOURCE)
-    except NativeBuildError as error:
-        raise RuntimeError(f"the sLSTM backend 'cpp' cannot be built here ({error}); use slstm_backend=torch_fused "
-                           "(or auto)") from None
-    return getattr(library, f"{name}_{_SUFFIX[dtype]}")
+    return entry(SOURCE, name, dtype, "the sLSTM backend 'cpp'", "slstm_backend=torch_fused (or auto)")
 
 
 _I64 = ctypes.c_int64

@@ -31,7 +31,8 @@ def _inputs(rows, NB, BO, BI, dtype, strided=False):
 
 
 @pytest.mark.parametrize("strided", [False, True], ids=["contiguous", "column-slice"])
-@pytest.mark.parametrize("rows, NB, BO, BI, parts", CASES, ids=[f"NB{c[1]}-BO{c[2]}-BI{c[3]}-parts{c[4]}" for c in CASES])
+@pytest.mark.parametrize("rows, NB, BO, BI, parts", CASES,
+                         ids=[f"NB{c[1]}-BO{c[2]}-BI{c[3]}-parts{c[4]}" for c in CASES])
 def test_cpp_matches_the_einsum_in_float64(rows, NB, BO, BI, parts, strided):
     x, weight = _inputs(rows, NB, BO, BI, torch.float64, strided)
     ref, got = _run("torch", x, weight, parts), _run("cpp", x, weight, parts)
@@ -44,13 +45,14 @@ def test_cpp_matches_the_einsum_in_float64(rows, NB, BO, BI, parts, strided):
 
 
 @pytest.mark.parametrize("strided", [False, True], ids=["contiguous", "column-slice"])
-def test_the_float32_vector_path_stays_within_rounding(strided):
-    x, weight = _inputs((2, 300), 16, 8, 4, torch.float64, strided)  # 600 rows: several thread chunks
-    ref = _run("torch", x, weight, 2)
-    got = _run("cpp", x.float(), weight.float(), 2)
+@pytest.mark.parametrize("BO, parts", [(8, 2), (4, 1), (12, 3)], ids=["q+k", "v", "three-parts"])
+def test_the_float32_vector_path_stays_within_rounding(BO, parts, strided):
+    x, weight = _inputs((2, 300), 16, BO, 4, torch.float64, strided)  # 600 rows: several thread chunks
+    ref = _run("torch", x, weight, parts)
+    got = _run("cpp", x.float(), weight.float(), parts)
     # float32 sums of 4 products (y, dx) or of 600 rows (dW): 1e-5 of the largest value leaves a wide margin over
     # ~1e-7 per op, and a wrong lane (another block's or output's number) is off by O(1)
-    for name, r, o in zip(["y0", "y1"], ref[0], got[0]):
+    for name, r, o in zip([f"y{i}" for i in range(parts)], ref[0], got[0]):
         assert_close(name, r, o, 1e-5)
     assert_close("dx", ref[1], got[1], 1e-5)
     assert_close("dW", ref[2], got[2], 1e-5)

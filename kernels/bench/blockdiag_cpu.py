@@ -8,14 +8,12 @@ slice of the up-projection as in the layer. One row per shape and backend; write
 from __future__ import annotations
 
 import argparse
-import platform
 
 import torch
 
 from experiments.bench.timing import median_seconds
-from experiments.results import commit_label
 
-from .common import ROOT, write_csv
+from .common import ROOT, cpu_label, cpu_malloc, write_csv
 
 
 def time_backend(backend: str, B: int, S: int, channels: int, outputs: int, parts: int, reps: int):
@@ -43,9 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     p.add_argument("--reps", type=int, default=20)
     a = p.parse_args(argv)
-    from experiments.allocator import retain_freed_memory
-
-    malloc = "retain" if retain_freed_memory() else "default"  # as in CPU training (experiments/allocator.py)
+    malloc = cpu_malloc()
     rows = []
     for threads in a.threads:
         torch.set_num_threads(threads)
@@ -56,8 +52,7 @@ def main(argv: list[str] | None = None) -> int:
                     rows.append({"B": B, "S": S, "channels": 256, "block": 4, "map": what, "backend": backend,
                                  "fwd_ms": round(fwd * 1e3, 3), "fwd_bwd_ms": round(fwd_bwd * 1e3, 3),
                                  "speedup_fwd_bwd": round(times["torch"][1] / fwd_bwd, 2), "threads": threads,
-                                 "hardware": f"cpu: {platform.machine()} ({torch.get_num_threads()} threads)",
-                                 "torch": torch.__version__, "malloc": malloc, "commit": commit_label()})
+                                 **cpu_label(malloc)})
                     print(rows[-1], flush=True)
     write_csv(rows, ROOT / "results" / "kernels" / "blockdiag_cpu.csv")
     return 0

@@ -1,7 +1,8 @@
-"""Timing and CSV helpers shared by the kernel benchmarks (CUDA only)."""
+"""Timing and CSV helpers shared by the kernel benchmarks (CUDA, and the CPU loops' benchmarks)."""
 from __future__ import annotations
 
 import csv
+import platform
 import re
 import subprocess
 from pathlib import Path
@@ -17,6 +18,22 @@ def require_cuda() -> str:
         raise SystemExit("error: the kernel benchmarks need a CUDA GPU; on CPU the kernels are checked by pytest "
                          "under TRITON_INTERPRET=1")
     return torch.cuda.get_device_name(0)
+
+
+def cpu_malloc() -> str:
+    """Keep freed memory in the process as CPU training does (experiments/allocator.py); the mode for cpu_label."""
+    from experiments.allocator import retain_freed_memory
+
+    return "retain" if retain_freed_memory() else "default"
+
+
+def cpu_label(malloc: str) -> dict:
+    """The columns of every CPU benchmark row: the machine with this process's thread count, torch, the allocator
+    mode (experiments/allocator.py) and the commit."""
+    from experiments.results import commit_label
+
+    return {"hardware": f"cpu: {platform.machine()} ({torch.get_num_threads()} threads)", "torch": torch.__version__,
+            "malloc": malloc, "commit": commit_label()}
 
 
 def gpu_slug(name: str) -> str:

@@ -9,14 +9,12 @@ One row per shape and backend; writes results/kernels/slstm_cpu.csv.
 from __future__ import annotations
 
 import argparse
-import platform
 
 import torch
 
 from experiments.bench.timing import median_seconds
-from experiments.results import commit_label
 
-from .common import ROOT, write_csv
+from .common import ROOT, cpu_label, cpu_malloc, write_csv
 
 
 def time_backend(backend: str, B: int, S: int, NH: int, DH: int, reps: int) -> tuple[float, float]:
@@ -47,10 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, nargs="+", default=[1, 4, 16])
     p.add_argument("--reps", type=int, default=5)
     a = p.parse_args(argv)
-    from experiments.allocator import retain_freed_memory
     from kernels.slstm import resolve_backend
 
-    malloc = "retain" if retain_freed_memory() else "default"  # as in CPU training (experiments/allocator.py)
+    malloc = cpu_malloc()
     rows = []
     for threads in a.threads:
         torch.set_num_threads(threads)
@@ -64,9 +61,7 @@ def main(argv: list[str] | None = None) -> int:
                                      "fwd_s": round(fwd, 5), "fwd_bwd_s": round(fwd_bwd, 5),
                                      "us_per_step_fwd_bwd": round(fwd_bwd / S * 1e6, 1),
                                      "speedup_fwd_bwd": round(times["torch"][1] / fwd_bwd, 2),
-                                     "auto": backend == auto,
-                                     "hardware": f"cpu: {platform.machine()} ({torch.get_num_threads()} threads)",
-                                     "torch": torch.__version__, "malloc": malloc, "commit": commit_label()})
+                                     "auto": backend == auto, **cpu_label(malloc)})
                         print(rows[-1], flush=True)
     write_csv(rows, ROOT / "results" / "kernels" / "slstm_cpu.csv")
     return 0

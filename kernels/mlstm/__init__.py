@@ -12,6 +12,7 @@ import torch
 
 from .chunkwise import mlstm_chunkwise
 from .fused import mlstm_chunkwise_fused
+from .native import available as cpp_available, mlstm_chunkwise_cpp
 from .recurrent import mlstm_recurrent, mlstm_step, zero_state
 from .reference import mlstm_parallel
 from .variants import NORMALIZERS, STABILIZERS, mlstm_variant, mlstm_variant_step
@@ -20,6 +21,7 @@ BACKENDS: dict[str, Callable] = {
     "parallel--torch": mlstm_parallel,
     "chunkwise--torch": mlstm_chunkwise_fused,  # one autograd node with a hand-written backward
     "chunkwise--torch_autograd": mlstm_chunkwise,  # the same equations, every op recorded by autograd
+    "chunkwise--cpp": mlstm_chunkwise_cpp,  # the fused form's equations in C++ for CPUs (built on first use)
     "recurrent--torch": mlstm_recurrent,
 }
 
@@ -35,11 +37,13 @@ else:
 def resolve_backend(backend: str, device: torch.device, head_dims: tuple[int, int] = (64, 64),
                     chunk_size: int = 64) -> str:
     """"auto" = chunkwise--triton on CUDA tensors when it is installed and tiles these shapes (head dims of at least
-    16, chunk 16/32/64/128), chunkwise--torch otherwise."""
+    16, chunk 16/32/64/128); chunkwise--cpp on CPU tensors when this machine builds it; chunkwise--torch otherwise."""
     if backend == "auto":
         triton_fits = ("chunkwise--triton" in BACKENDS and all(d >= 16 for d in head_dims)
                        and chunk_size in (16, 32, 64, 128))
-        return "chunkwise--triton" if device.type == "cuda" and triton_fits else "chunkwise--torch"
+        if device.type == "cuda" and triton_fits:
+            return "chunkwise--triton"
+        return "chunkwise--cpp" if device.type == "cpu" and cpp_available() else "chunkwise--torch"
     if backend not in BACKENDS:
         raise ValueError(f"unknown mLSTM backend {backend!r}; valid: auto, {', '.join(BACKENDS)}")
     return backend

@@ -7,7 +7,7 @@ import torch
 from kernels.mlstm import BACKENDS, mlstm, mlstm_step, zero_state
 from kernels.testing import assert_close, mlstm_inputs
 
-TORCH_FORMS = ["parallel--torch", "chunkwise--torch", "chunkwise--torch_autograd", "recurrent--torch"]
+TORCH_FORMS = ["parallel--torch", "chunkwise--torch", "chunkwise--torch_autograd", "chunkwise--cpp", "recurrent--torch"]
 # (B, NH, S, DK, DV, chunk): odd S, S below / not a multiple of the chunk, DK != DV
 SHAPES = [(1, 1, 1, 4, 4, 4), (2, 3, 7, 8, 5, 4), (2, 2, 37, 16, 8, 8), (1, 2, 64, 8, 16, 16), (1, 1, 50, 4, 6, 64)]
 SHAPE_IDS = [f"B{b}-NH{h}-S{s}-DK{k}-DV{v}-L{c}" for b, h, s, k, v, c in SHAPES]
@@ -117,23 +117,25 @@ def _extreme_inputs(S: int, dtype: torch.dtype, positive_qk: bool):
     return [t.to(dtype) for t in (q, k, v, igate, fgate)]
 
 
+@pytest.mark.parametrize("backend", ["chunkwise--torch", "chunkwise--cpp"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
-def test_extreme_gates_long_sequence_stay_finite(dtype):
+def test_extreme_gates_long_sequence_stay_finite(dtype, backend):
     with torch.no_grad():
-        h, state = mlstm(*_extreme_inputs(16384, dtype, positive_qk=False), backend="chunkwise--torch",
+        h, state = mlstm(*_extreme_inputs(16384, dtype, positive_qk=False), backend=backend,
                          return_last_state=True)
     assert h.dtype == dtype and state[0].dtype == torch.float32
     assert torch.isfinite(h.float()).all() and all(torch.isfinite(t).all() for t in state)
 
 
+@pytest.mark.parametrize("backend", ["chunkwise--torch", "chunkwise--cpp"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
-def test_extreme_gates_long_sequence_chunkwise_equals_recurrent(dtype):
+def test_extreme_gates_long_sequence_chunkwise_equals_recurrent(dtype, backend):
     """S = 16384 with gates up to +-1e4: chunkwise == recurrent. Both run in float32 on the same inputs; their
     summation orders differ, and float32 rounding over 16384 steps accumulates to ~1e-5 relative (both are within
     3e-5 of a float64 run), so 1e-4 (bf16 outputs: their 2^-8 rounding, 1e-2) holds with margin."""
     inputs = _extreme_inputs(16384, dtype, positive_qk=True)
     with torch.no_grad():
-        h_c, state_c = mlstm(*inputs, backend="chunkwise--torch", return_last_state=True)
+        h_c, state_c = mlstm(*inputs, backend=backend, return_last_state=True)
         h_r, state_r = mlstm(*inputs, backend="recurrent--torch", return_last_state=True)
     assert torch.isfinite(h_c.float()).all() and torch.isfinite(h_r.float()).all()
     assert_close("h", h_r.float(), h_c.float(), 1e-4 if dtype == torch.float32 else 1e-2)
@@ -141,7 +143,7 @@ def test_extreme_gates_long_sequence_chunkwise_equals_recurrent(dtype):
         assert_close(name, a, b, 1e-4)
 
 
-@pytest.mark.parametrize("backend", ["chunkwise--torch", "chunkwise--torch_autograd"])
+@pytest.mark.parametrize("backend", ["chunkwise--torch", "chunkwise--torch_autograd", "chunkwise--cpp"])
 def test_extreme_gates_gradients_are_finite_and_exact(backend):
     """Gates up to +-1e4 over 300 steps (5 chunks): finite float32 gradients, and in float64 every gradient equals
     the parallel reference's (1e-10 as above; the hand-written backward and the recorded one both land near 1e-11).
@@ -173,7 +175,8 @@ def test_shape_mismatch_is_a_clear_error():
         mlstm(inputs[0], inputs[1][:, :, :3], *inputs[2:])
 
 
-def test_chunkwise_under_autocast_computes_in_float32():
+@pytest.mark.parametrize("backend", ["chunkwise--torch", "chunkwise--cpp"])
+def test_chunkwise_under_autocast_computes_in_float32(backend):
     """bfloat16 inputs under CPU autocast: the same outputs and gradients as without autocast (the op computes in
     float32 either way; autocast would otherwise round its forward products, and only those, to bfloat16)."""
     inputs, _ = mlstm_inputs(2, 2, 50, 8, 8, dtype=torch.float32)
@@ -181,7 +184,7 @@ def test_chunkwise_under_autocast_computes_in_float32():
     for autocast in (False, True):
         leaves = [t.clone().requires_grad_() for t in inputs]
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-            h = mlstm(*[t.bfloat16() for t in leaves], backend="chunkwise--torch", chunk_size=16)
+            h = mlstm(*[t.bfloat16() for t in leaves], backend=backend, chunk_size=16)
         h.float().square().sum().backward()
         runs.append([h, *(t.grad for t in leaves)])
     for a, b in zip(*runs):

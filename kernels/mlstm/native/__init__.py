@@ -85,7 +85,7 @@ def _backward_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, igate: torch
     """-> dq, dk, dv (in q's, k's, v's layout), di, dlog_f, dC, dn, dm of the initial state"""
     q, k, v, h, dh = (_heads(t) for t in (q, k, v, h, dh))
     dq, dk, dv = _like(q), _like(k), _like(v)
-    di, dlf = (torch.empty(igate.shape, dtype=q.dtype) for _ in range(2))
+    di, dlf = q.new_empty(igate.shape), q.new_empty(igate.shape)  # contiguous
     dc, dn, dm = torch.empty_like(c_init), torch.empty_like(n_init), torch.empty_like(m_init)
     kept, args = _common(q, k, v, igate, log_f, c_init, n_init, m_init, chunk_size, eps, h)
     dc_last, dn_last = dc_last.contiguous(), dn_last.contiguous()
@@ -97,7 +97,7 @@ def _backward_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, igate: torch
 
 @_backward_op.register_fake
 def _(q, k, v, igate, log_f, c_init, n_init, m_init, h, dh, dc_last, dn_last, chunk_size, eps):
-    return [_like(q), _like(k), _like(v), torch.empty_like(igate), torch.empty_like(log_f), torch.empty_like(c_init),
+    return [_like(q), _like(k), _like(v), q.new_empty(igate.shape), q.new_empty(igate.shape), torch.empty_like(c_init),
             torch.empty_like(n_init), torch.empty_like(m_init)]
 
 

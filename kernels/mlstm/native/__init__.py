@@ -26,6 +26,7 @@ SOURCE = Path(__file__).with_name("chunkwise.cpp")
 _I64 = ctypes.c_int64
 
 
+@torch.compiler.assume_constant_result  # a fixed fact of the machine: no graph break where a compiled block asks
 def available() -> bool:
     return _built(SOURCE)
 

@@ -13,6 +13,9 @@
 // loops in GCC's portable vector type. The backward recomputes the chunk-start states (one product per chunk) and
 // the intra-chunk quantities instead of reading them back from memory.
 //
+// Sums over a vector's elements run as `omp simd` reductions (lanes summed in a fixed order: the same result for any
+// thread count, not the sequential order of the torch form; float64 results agree to ~1e-15).
+//
 // Layout: q, k (B, NH, S, DK), v and h (B, NH, S, DV) with unit stride in the last dim and any strides in the others
 // (given per tensor as (b, h, s)): the mLSTM layer's heads are strided views of (B, S, NH, D) tensors and are read
 // and written in place. Gates, states and their gradients are contiguous. q is scaled by `scale` inside.
@@ -21,6 +24,7 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #include <omp.h>
@@ -57,6 +61,38 @@ inline typename Vec<T>::type load(const T* p) {
 template <typename T>
 inline void store(T* p, typename Vec<T>::type v) {
     std::memcpy(p, &v, sizeof(v));
+}
+
+// exp in the vector type, within 1 ulp of std::exp (Cody-Waite reduction to r in [-ln2/2, ln2/2], Taylor terms to
+// r^7 / r^13 for float / double, the power of two from the exponent bits); results below the normal range are 0 (as
+// the flushed subnormals), above the largest finite value inf; NaN stays NaN.
+template <typename T>
+inline typename Vec<T>::type vexp(typename Vec<T>::type x) {
+    using V = typename Vec<T>::type;
+    using I = std::conditional_t<sizeof(T) == 4, int32_t, int64_t>;
+    typedef I IV __attribute__((vector_size(64)));
+    constexpr bool f = sizeof(T) == 4;
+    const T lo = f ? T(-88.0) : T(-709.0), hi = f ? T(88.7) : T(709.7);  // 2^n stays a normal number in between
+    const T shift = f ? T(12582912.0) : T(6755399441055744.0);               // 1.5 2^mantissa: rounds to an integer
+    const T ln2_hi = f ? T(0.693359375) : T(6.93147180369123816490e-01);
+    const T ln2_lo = f ? T(-2.12194440e-4) : T(1.90821492927058770002e-10);
+    const V xc = x < lo ? V{} + lo : (x > hi ? V{} + hi : x);
+    const V n = (xc * T(1.4426950408889634) + shift) - shift;
+    const V r = (xc - n * ln2_hi) - n * ln2_lo;
+    V p = V{} + T(1);
+    for (int k = f ? 7 : 13; k >= 1; --k) p = p * r * (T(1) / T(k)) + T(1);  // 1 + r (1 + r/2 (1 + r/3 (...)))
+    const IV bits = (__builtin_convertvector(n, IV) + I(f ? 127 : 1023)) << (f ? 23 : 52);
+    const V y = p * (V)bits;
+    return x < lo ? V{} : (x > hi ? V{} + std::numeric_limits<T>::infinity() : y);
+}
+
+// y[j] = exp(y[j] - shift) for j < n, whole vectors in vexp, the rest in std::exp.
+template <typename T>
+void exp_shifted(T* y, int64_t n, T shift) {
+    constexpr int W = Vec<T>::lanes;
+    int64_t j = 0;
+    for (; j + W <= n; j += W) store(y + j, vexp<T>(load(y + j) - shift));
+    for (; j < n; ++j) y[j] = std::exp(y[j] - shift);
 }
 
 // C (M x N, row stride ldc) = A B, or += with `add`. A (M x K): element (i, k) at A[i * a_rs + k * a_cs], so a
@@ -125,17 +161,19 @@ struct Shape {
 template <typename T>
 struct Work {  // one thread's buffers, for chunks of at most L positions
     std::vector<T> F, w, mt, decay, qn, den, Z, logd, D, P, kT, qs, num, kw;  // forward (and recomputed backward)
-    std::vector<T> dnum, dnn, vT, C0T, dq, dk, dv, dloc, dlocT, g, tmp, dcum, col, row, dC0, dn0, dC, dn, states;
+    std::vector<T> dnum, dnn, vT, C0T, dloc, dlocT, g, tmp, dcum, col, row, dC0, dn0, dC, dn, states;
     Work(const Shape& s, bool backward) {
         const int64_t L = s.L, DK = s.DK, DV = s.DV;
         for (auto* v : {&F, &w, &mt, &decay, &qn, &den, &Z}) v->resize(L);
         for (auto* v : {&logd, &D, &P}) v->resize(L * L);
-        kT.resize(DK * L), qs.resize(L * DK), num.resize(L * DV), kw.resize(L * DK);
+        for (auto* v : {&kT, &qs, &kw}) v->resize(L * DK);
+        num.resize(L * DV);
         if (!backward) return;
         for (auto* v : {&dnn, &dcum, &col, &row}) v->resize(L);
-        dnum.resize(L * DV), vT.resize(DV * L), C0T.resize(DV * DK), dq.resize(L * DK), dk.resize(L * DK);
-        dv.resize(L * DV), dloc.resize(DK * DV), dlocT.resize(DV * DK), g.resize(L * DK), tmp.resize(L * DK);
-        dC0.resize(DK * DV), dn0.resize(DK), dC.resize(DK * DV), dn.resize(DK);
+        for (auto* v : {&dnum, &vT}) v->resize(L * DV);
+        for (auto* v : {&g, &tmp}) v->resize(L * DK);
+        for (auto* v : {&C0T, &dloc, &dlocT, &dC0, &dC}) v->resize(DK * DV);
+        dn0.resize(DK), dn.resize(DK);
         states.resize((s.chunks() + 1) * (DK * DV + DK + 1));
     }
 };
@@ -160,9 +198,10 @@ ChunkGates<T> end_weights(const T* lf, const T* ig, int64_t len, T m0, T* w) {
         c.m_local = std::max(c.m_local, w[s]);
         after += lf[s];
     }
+#pragma omp simd reduction(+ : total)
     for (int64_t s = 0; s < len; ++s) total += lf[s];
     c.total = total;
-    for (int64_t s = 0; s < len; ++s) w[s] = std::exp(w[s] - c.m_local);
+    exp_shifted(w, len, c.m_local);
     c.m_next = std::max(total + m0, c.m_local);
     c.carry = std::exp(total + m0 - c.m_next);
     c.add = std::exp(c.m_local - c.m_next);
@@ -176,11 +215,9 @@ void next_state(const ChunkGates<T>& c, const T* k, int64_t k_s, const T* v, int
     for (int64_t s = 0; s < c.len; ++s)
         for (int64_t d = 0; d < DK; ++d) kw[s * DK + d] = k[s * k_s + d] * w[s] * c.add;
     for (int64_t j = 0; j < DK * DV; ++j) C1[j] = c.carry * C0[j];
-    for (int64_t d = 0; d < DK; ++d) {
-        T sum = c.carry * n0[d];
-        for (int64_t s = 0; s < c.len; ++s) sum += kw[s * DK + d];
-        n1[d] = sum;
-    }
+    for (int64_t d = 0; d < DK; ++d) n1[d] = c.carry * n0[d];
+    for (int64_t s = 0; s < c.len; ++s)
+        for (int64_t d = 0; d < DK; ++d) n1[d] += kw[s * DK + d];
     gemm<T>(DK, DV, c.len, kw, 1, DK, v, v_s, C1, DV, true);
 }
 
@@ -199,12 +236,13 @@ void intra_weights(const T* lf, const T* ig, int64_t len, int64_t L, T m0, Work<
         seg[t] = 0;
         T* Drow = b.D.data() + t * L;
         T m = b.F[t] + m0;
+#pragma omp simd reduction(max : m)
         for (int64_t j = 0; j <= t; ++j) {
             Drow[j] = seg[j] + ig[j];
             m = std::max(m, Drow[j]);
         }
         b.mt[t] = m;
-        for (int64_t j = 0; j <= t; ++j) Drow[j] = std::exp(Drow[j] - m);
+        exp_shifted(Drow, t + 1, m);
         for (int64_t j = t + 1; j < len; ++j) Drow[j] = 0;
         b.decay[t] = std::exp(b.F[t] + m0 - m);
     }
@@ -222,9 +260,11 @@ void scores(const T* q, int64_t q_s, const T* k, int64_t k_s, const T* C0, const
     gemm<T>(len, DV, DK, b.qs.data(), DK, 1, C0, DV, b.num.data(), DV, false);
     for (int64_t t = 0; t < len; ++t) {
         T qn = 0, rowsum = 0;
+#pragma omp simd reduction(+ : qn)
         for (int64_t d = 0; d < DK; ++d) qn += b.qs[t * DK + d] * n0[d];
         T* Prow = b.P.data() + t * L;
         const T* Drow = b.D.data() + t * L;
+#pragma omp simd reduction(+ : rowsum)
         for (int64_t j = 0; j < len; ++j) {
             Prow[j] *= Drow[j];
             rowsum += Prow[j];
@@ -272,7 +312,7 @@ void forward(const Args<T>& a, T* h, T* C_last, T* n_last, T* m_last, int thread
                 gemm<T>(len, DV, len, b.P.data(), L, 1, vj, a.vs.s, b.num.data(), DV, true);  // + P v
                 for (int64_t t = 0; t < len; ++t) {
                     T* out = hc + (start + t) * a.hs.s;
-                    for (int64_t d = 0; d < DV; ++d) out[d] = b.num[t * DV + d] / b.Z[t];
+                    for (int64_t d = 0; d < DV; ++d) out[d] = b.num[t * DV + d] / b.Z[t];  // (as the torch form)
                 }
                 const ChunkGates<T> c = end_weights(lf + start, ig + start, len, m0, b.w.data());
                 next_state(c, kj, a.ks.s, vj, a.vs.s, b.w.data(), C0, n0, C1, n1, b.kw.data(), DK, DV);
@@ -332,6 +372,7 @@ void backward_chain(const Args<T>& a, const Grads<T>& gr, int64_t chain, Work<T>
         // through h = num / Z, Z = max(|den|, exp(-m)) + eps: dnum (len x DV) and dnn, the denominator's
         for (int64_t t = 0; t < len; ++t) {
             T dZ = 0;
+#pragma omp simd reduction(+ : dZ)
             for (int64_t d = 0; d < DV; ++d) {
                 const T x = dhj[t * gr.dhs.s + d] / b.Z[t];
                 b.dnum[t * DV + d] = x;
@@ -349,6 +390,7 @@ void backward_chain(const Args<T>& a, const Grads<T>& gr, int64_t chain, Work<T>
             T* dProw = dP + t * L;
             const T *Prow = b.P.data() + t * L, *Drow = b.D.data() + t * L;
             T row = 0;
+#pragma omp simd reduction(+ : row)
             for (int64_t u = 0; u < len; ++u) {
                 const T x = dProw[u] + b.dnn[t];
                 const T dlogd = x * Prow[u];
@@ -358,32 +400,37 @@ void backward_chain(const Args<T>& a, const Grads<T>& gr, int64_t chain, Work<T>
             }
             b.row[t] = row;
         }
+        // dq, dk, dv are computed in place in the outputs' rows (row strides gr.dqs.s ...)
         const T* dS = dP;
-        gemm<T>(len, DV, len, b.P.data(), 1, L, b.dnum.data(), DV, b.dv.data(), DV, false);  // P^T dnum
-        gemm<T>(len, DK, len, dS, L, 1, kj, a.ks.s, b.dq.data(), DK, false);                // dS k
-        gemm<T>(len, DK, len, dS, 1, L, b.qs.data(), DK, b.dk.data(), DK, false);           // dS^T q
+        T *dqj = dq + start * gr.dqs.s, *dkj = dk + start * gr.dks.s, *dvj = dv + start * gr.dvs.s;
+        gemm<T>(len, DV, len, b.P.data(), 1, L, b.dnum.data(), DV, dvj, gr.dvs.s, false);  // P^T dnum
+        gemm<T>(len, DK, len, dS, L, 1, kj, a.ks.s, dqj, gr.dqs.s, false);                // dS k
+        gemm<T>(len, DK, len, dS, 1, L, b.qs.data(), DK, dkj, gr.dks.s, false);           // dS^T q
         // through the chunk-start state: decay (q [C0, n0]); num holds q C0 here
         transpose(C0, DK, DV, DV, b.C0T.data());
         gemm<T>(len, DK, DV, b.dnum.data(), DV, 1, b.C0T.data(), DK, b.tmp.data(), DK, false);  // dnum C0^T
         T* qd = b.kw.data();  // decay q, len x DK
         for (int64_t t = 0; t < len; ++t) {
-            T from_start = b.dnn[t] * b.qn[t];
+            T from_start = 0;
+#pragma omp simd reduction(+ : from_start)
             for (int64_t d = 0; d < DV; ++d) from_start += b.dnum[t * DV + d] * b.num[t * DV + d];
+            from_start += b.dnn[t] * b.qn[t];
             b.dcum[t] = b.row[t] - b.col[t] + from_start * b.decay[t];  // log D[t, s] = F_t - F_s + i_s
-            for (int64_t d = 0; d < DK; ++d) {
-                b.dq[t * DK + d] += b.decay[t] * (b.tmp[t * DK + d] + b.dnn[t] * n0[d]);
+            T* dqt = dqj + t * gr.dqs.s;
+            for (int64_t d = 0; d < DK; ++d) {  // q was scaled inside: d q = scale d qs
+                dqt[d] = (dqt[d] + b.decay[t] * (b.tmp[t * DK + d] + b.dnn[t] * n0[d])) * a.scale;
                 qd[t * DK + d] = b.qs[t * DK + d] * b.decay[t];
             }
         }
         gemm<T>(DK, DV, len, qd, 1, DK, b.dnum.data(), DV, b.dC0.data(), DV, false);  // (decay q)^T dnum
-        for (int64_t d = 0; d < DK; ++d) {
-            T sum = 0;
-            for (int64_t t = 0; t < len; ++t) sum += qd[t * DK + d] * b.dnn[t];
-            b.dn0[d] = sum;
-        }
+        std::fill_n(b.dn0.data(), DK, T(0));
+        for (int64_t t = 0; t < len; ++t)
+            for (int64_t d = 0; d < DK; ++d) b.dn0[d] += qd[t * DK + d] * b.dnn[t];
         // through the end state: C1 = carry C0 + add sum_s w_s k_s [v_s, 1]^T
         T dtotal = 0;
+#pragma omp simd reduction(+ : dtotal)
         for (int64_t x = 0; x < DK * DV; ++x) dtotal += dC[x] * C0[x];
+#pragma omp simd reduction(+ : dtotal)
         for (int64_t d = 0; d < DK; ++d) dtotal += dn[d] * n0[d];
         dtotal *= c.carry;
         for (int64_t x = 0; x < DK * DV; ++x) b.dloc[x] = dC[x] * c.add;  // d of the chunk's own C, DK x DV
@@ -391,14 +438,16 @@ void backward_chain(const Args<T>& a, const Grads<T>& gr, int64_t chain, Work<T>
         gemm<T>(len, DK, DV, vj, a.vs.s, 1, b.dlocT.data(), DK, b.g.data(), DK, false);  // v dlocal^T
         for (int64_t t = 0; t < len; ++t)
             for (int64_t d = 0; d < DK; ++d) b.kw[t * DK + d] = kj[t * a.ks.s + d] * b.w[t];
-        gemm<T>(len, DV, DK, b.kw.data(), DK, 1, b.dloc.data(), DV, b.dv.data(), DV, true);  // + w k dlocal
+        gemm<T>(len, DV, DK, b.kw.data(), DK, 1, b.dloc.data(), DV, dvj, gr.dvs.s, true);  // + w k dlocal
         T dto_end_sum = 0;
         for (int64_t t = 0; t < len; ++t) {
             T dto_end = 0;
+            T* dkt = dkj + t * gr.dks.s;
+#pragma omp simd reduction(+ : dto_end)
             for (int64_t d = 0; d < DK; ++d) {
                 const T gx = b.g[t * DK + d] + dn[d] * c.add;  // d[C, n] [v_s, 1]
                 dto_end += kj[t * a.ks.s + d] * gx;
-                b.dk[t * DK + d] += b.w[t] * gx;
+                dkt[d] += b.w[t] * gx;
             }
             dto_end *= b.w[t];
             b.dcum[t] -= dto_end;
@@ -411,21 +460,15 @@ void backward_chain(const Args<T>& a, const Grads<T>& gr, int64_t chain, Work<T>
             suffix += b.dcum[t];
             dlf[start + t] = suffix;
         }
-        for (int64_t t = 0; t < len; ++t) {
-            T *dqo = dq + (start + t) * gr.dqs.s, *dko = dk + (start + t) * gr.dks.s;
-            T* dvo = dv + (start + t) * gr.dvs.s;
-            for (int64_t d = 0; d < DK; ++d) dqo[d] = b.dq[t * DK + d] * a.scale;
-            for (int64_t d = 0; d < DK; ++d) dko[d] = b.dk[t * DK + d];
-            for (int64_t d = 0; d < DV; ++d) dvo[d] = b.dv[t * DV + d];
-        }
         // d[C, n] at this chunk's start
         for (int64_t x = 0; x < DK * DV; ++x) dC[x] = b.dC0[x] + c.carry * dC[x];
         for (int64_t d = 0; d < DK; ++d) dn[d] = b.dn0[d] + c.carry * dn[d];
     }
     // the initial state means (C, n) exp(m): dm = sum dC C + sum dn n
     T dm = 0;
-    for (int64_t x = 0; x < DK * DV; ++x) dm += dC[x] * C_at(0)[x];
-    for (int64_t d = 0; d < DK; ++d) dm += dn[d] * C_at(0)[DK * DV + d];
+    const T* C_init = C_at(0);
+#pragma omp simd reduction(+ : dm)
+    for (int64_t x = 0; x < DK * DV + DK; ++x) dm += (x < DK * DV ? dC[x] : dn[x - DK * DV]) * C_init[x];
     std::copy_n(dC, DK * DV, gr.dC_init + chain * DK * DV);
     std::copy_n(dn, DK, gr.dn_init + chain * DK);
     gr.dm_init[chain] = dm;

@@ -17,6 +17,15 @@ MEASURES = {"generation": ("length", "seconds", "seconds to generate (batch 1)",
             "training": ("context", "tokens_per_s", "training tokens/s (fwd+bwd+AdamW)", "Training throughput")}
 
 
+def newest_per_measure(records: list[dict]) -> list[dict]:
+    """One record per model and measurement, the last finished: a changed ``speed`` setting gives a measurement a new
+    run id, and the record it replaces stays in runs/ (shown by neither the table nor its provenance line)."""
+    newest: dict[tuple[str, str], dict] = {}
+    for r in sorted(records, key=lambda r: r.get("finished_at") or ""):
+        newest[(r["model"], r["config"]["speed"]["measure"])] = r
+    return list(newest.values())
+
+
 def points(records: list[dict]) -> pd.DataFrame:
     rows = []
     for r in records:
@@ -56,6 +65,7 @@ def _figure(table: pd.DataFrame, path: Path) -> None:
 
 
 def speed(records: list[dict], paper_dir: Path) -> Artefact:
+    records = newest_per_measure(records)
     table = points(records).sort_values(["measure", "order", "x"]).reset_index(drop=True)
     lines = [f"# Figure 9 and training throughput: speed; {scale_of(records)} scale", "",
              "Random weights and tokens. Generation: seconds from the prompt to each generated length (batch 1,",

@@ -33,6 +33,28 @@ def test_the_smoke_grid_measures_every_model_three_ways(smoke):
     assert "## Generation time" in table and "| xLSTM[7:1] |" in table and "## Training throughput" in table
 
 
+def test_a_second_record_of_a_measurement_replaces_the_first_in_the_table(smoke, tmp_path):
+    """A changed speed setting gives a model's measurement a new run id: the table shows the newest record only."""
+    import json
+    import shutil
+
+    tmp, recs = smoke
+    runs = tmp / "results" / "speed" / "smoke" / "runs"
+    copy = tmp_path / "results" / "speed" / "smoke" / "runs"
+    shutil.copytree(runs, copy)
+    old = next(r for r in recs if r["model"] == "llama" and r["config"]["speed"]["measure"] == "generation")
+    newer = json.loads(json.dumps(old))
+    newer["run_id"] += "_newer"
+    newer["finished_at"] = "9999-01-01T00:00:00+0000"
+    for point in newer["metrics"]["points"]:
+        point["seconds"] = 1234.5
+    (copy / f"{newer['run_id']}.json").write_text(json.dumps(newer))
+    table = (rebuild("speed", "smoke", tmp_path / "results") / "table.md").read_text()
+    llama_rows = [line for line in table.splitlines() if line.startswith("| Llama |")]
+    assert len(llama_rows) == 3  # generation, decoding, training: one row each
+    assert "1234.50" in llama_rows[0]
+
+
 def test_the_kv_cache_grows_with_the_length_and_the_recurrent_state_does_not(smoke):
     _, recs = smoke
     points = {r["model"]: r["metrics"]["points"] for r in recs if r["config"]["speed"]["measure"] == "generation"}

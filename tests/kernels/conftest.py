@@ -2,8 +2,13 @@
 fails its comparison instead of passing on leftover zeros."""
 import pytest
 import torch
+import torch.utils._device
 
 _empty, _empty_like, _new_empty = torch.empty, torch.empty_like, torch.Tensor.new_empty
+# torch caches the set of its tensor constructors on first use (what `with torch.device(...)` redirects); filled while
+# the wrappers below were in place (torch.compile's tracing asks for it), it would hold them instead of torch.empty,
+# and every later `with torch.device("meta")` in the session would build on the CPU. Fill it with the real ones now.
+torch.utils._device._device_constructors()
 
 
 def _nan_fill(t: torch.Tensor) -> torch.Tensor:

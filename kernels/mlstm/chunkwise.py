@@ -52,6 +52,14 @@ def _chunk_states(k, v, log_f, igate, state: State):
     return (torch.stack(starts_c, 2), torch.stack(starts_n, 2), torch.stack(starts_m, 2)), (c, n, m)
 
 
+def start_state(initial_state: State | None, q: torch.Tensor, v: torch.Tensor) -> State:
+    """The state the op starts from, in q's dtype and device: the given one, else zeros (m = -inf)."""
+    if initial_state is not None:
+        return tuple(t.to(q.dtype) for t in initial_state)
+    B, NH, _, DK = q.shape
+    return zero_state(B, NH, DK, v.shape[-1], q.dtype, q.device)
+
+
 def chunk_inputs(q, k, v, igate, fgate, chunk_size: int, initial_state: State | None):
     """The op's inputs in chunks, and how to return the result: q (scaled by DK^-0.5), k (B,NH,NC,L,DK), v
     (B,NH,NC,L,DV), log f and igate (B,NH,NC,L), the start state (C, n, m) in the compute dtype; ``finish(h, last,
@@ -70,8 +78,7 @@ def chunk_inputs(q, k, v, igate, fgate, chunk_size: int, initial_state: State | 
         q, k, v = (F.pad(t, (0, 0, 0, pad)) for t in (q, k, v))
         log_f = F.pad(log_f, (0, pad), value=0.0)
         igate = F.pad(igate, (0, pad), value=float("-inf"))
-    state = (tuple(t.to(ct) for t in initial_state) if initial_state is not None
-             else zero_state(B, NH, DK, DV, ct, q.device))
+    state = start_state(initial_state, q, v)
 
     def finish(h: torch.Tensor, last: State, return_last_state: bool):
         h = h.reshape(B, NH, NC * L, DV)[:, :, :S].to(out_dtype)

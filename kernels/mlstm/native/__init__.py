@@ -19,11 +19,10 @@ import torch
 import torch.nn.functional as F
 
 from ...native import available as _built, entry, pointer as _ptr
-from ..recurrent import zero_state
+from ..chunkwise import start_state
 from ..reference import State, compute_dtype
 
 SOURCE = Path(__file__).with_name("chunkwise.cpp")
-_I64 = ctypes.c_int64
 
 
 @torch.compiler.assume_constant_result  # a fixed fact of the machine: no graph break where a compiled block asks
@@ -132,9 +131,7 @@ def mlstm_chunkwise_cpp(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, igate
         raise ValueError(f"mLSTM chunk_size must be at least 1 (got {chunk_size})")
     out_dtype, ct = q.dtype, compute_dtype(q.dtype)
     q, k, v, igate, fgate = (t.to(ct) for t in (q, k, v, igate, fgate))
-    B, NH, _, DK = q.shape
-    state = (tuple(t.to(ct) for t in initial_state) if initial_state is not None
-             else zero_state(B, NH, DK, v.shape[-1], ct, q.device))
+    state = start_state(initial_state, q, v)
     with torch.autocast("cpu", enabled=False):
         h, c, n, m = _forward_op(q, k, v, igate, F.logsigmoid(fgate), *state, chunk_size, eps)
     h = h.to(out_dtype)

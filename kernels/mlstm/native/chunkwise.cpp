@@ -329,7 +329,7 @@ void forward(const Args<T>& a, T* h, T* C_last, T* n_last, T* m_last, int thread
 
 template <typename T>
 struct Grads {
-    const T *h, *dh, *dC_last, *dn_last;  // dC_last, dn_last may be null (no gradient)
+    const T *h, *dh, *dC_last, *dn_last;
     Strides dhs, dqs, dks, dvs;
     T *dq, *dk, *dv, *di, *dlf, *dC_init, *dn_init, *dm_init;
 };
@@ -359,8 +359,8 @@ void backward_chain(const Args<T>& a, const Grads<T>& gr, int64_t chain, Work<T>
         C1[DK * DV + DK] = c.m_next;
     }
     T *dC = b.dC.data(), *dn = b.dn.data();  // d of the state after the current chunk
-    for (int64_t j = 0; j < DK * DV; ++j) dC[j] = gr.dC_last ? gr.dC_last[chain * DK * DV + j] : T(0);
-    for (int64_t d = 0; d < DK; ++d) dn[d] = gr.dn_last ? gr.dn_last[chain * DK + d] : T(0);
+    std::copy_n(gr.dC_last + chain * DK * DV, DK * DV, dC);
+    std::copy_n(gr.dn_last + chain * DK, DK, dn);
     for (int64_t j = NC - 1; j >= 0; --j) {
         const int64_t start = j * L, len = std::min(L, s.S - start);
         const T *C0 = C_at(j), *n0 = C0 + DK * DV, m0 = C0[DK * DV + DK];
